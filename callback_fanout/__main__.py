@@ -1,0 +1,3 @@
+from callback_fanout.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""The aiohttp application: take a callback, make it durable, answer. Never parse."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from aiohttp import web
+
+from ingress.publisher import Publisher, RawMeta
+from shared.errors import BrokerUnavailable
+from shared.logs import get_logger
+from shared.settings import Settings
+
+__all__ = ["PUBLISHER", "SETTINGS", "STATE", "IngressState", "create_app"]
+
+log = get_logger("ingress")
+
+#: Request headers kept with the body because a parser may need them.
+KEPT_HEADERS = ("Content-Type", "User-Agent", "X-Ci-Content-Version")
+
+
+class IngressState:
+    """Mutable run state of one ingress process."""
+
+    def __init__(self) -> None:
+        self.draining = False
+
+
+SETTINGS = web.AppKey("settings", Settings)
+PUBLISHER = web.AppKey("publisher", Publisher)
+STATE = web.AppKey("state", IngressState)
+
+
+def _unavailable(settings: Settings, reason: str) -> web.Response:
+    return web.json_response(
+        {"error": "unavailable", "reason": reason},
+        status=503,
+        headers={"Retry-After": str(settings.retry_after)},
+    )
+
+
+async def receive_callback(request: web.Request) -> web.Response:
+    """``POST /callbacks``: 200 once the body is durable; 503 + Retry-After otherwise."""
+    app = request.app
+    settings = app[SETTINGS]
+    if app[STATE].draining:
+        return _unavailable(settings, "shutting down")
+    length = request.content_length
+    if length is not None and length > settings.max_body_bytes:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=settings.max_body_bytes, actual_size=length
+        )
+    body = await request.read()  # bounded by client_max_size: 413 past the limit
+    request_id = uuid.uuid4().hex
+    headers = {name: value for name in KEPT_HEADERS if (value := request.headers.get(name))}
+    meta = RawMeta(
+        request_id=request_id,
+        received_at=time.time(),
+        content_type=request.headers.get("Content-Type"),
+        source_address=request.remote,
+        headers=headers,
+    )
+    try:
+        await app[PUBLISHER].publish(body, meta)
+    except BrokerUnavailable as exc:
+        log.warning("callback refused: broker unavailable", request_id=request_id, error=str(exc))
+        return _unavailable(settings, "broker unavailable")
+    if settings.log_bodies:
+        log.debug("callback body", request_id=request_id, body=body.decode("utf-8", "replace"))
+    log.debug("callback accepted", request_id=request_id, size=len(body))
+    return web.json_response(
+        {"request_id": request_id}, headers={"X-Request-Id": request_id}
+    )
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """``GET /healthz``: the process is alive."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """``GET /readyz``: the broker is connected and the topology declared."""
+    app = request.app
+    ready = app[PUBLISHER].ready and not app[STATE].draining
+    body = {"status": "ready" if ready else "not ready", "broker": app[PUBLISHER].ready}
+    return web.json_response(body, status=200 if ready else 503)
+
+
+ROUTES = [
+    web.post("/callbacks", receive_callback),
+    web.get("/healthz", healthz),
+    web.get("/readyz", readyz),
+]
+
+
+def create_app(settings: Settings, publisher: Publisher) -> web.Application:
+    """The ingress application, given its settings and a publisher."""
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[PUBLISHER] = publisher
+    app[STATE] = IngressState()
+    app.add_routes(ROUTES)
+    return app

@@ -1,0 +1,63 @@
+"""The ingress as a service: an HTTP server in front of the publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiohttp import web
+
+from ingress.app import STATE, create_app
+from ingress.publisher import AmqpPublisher
+from shared.logs import get_logger
+from shared.settings import Settings
+
+__all__ = ["IngressService"]
+
+log = get_logger("ingress")
+
+
+class IngressService:
+    """Serves ``POST /callbacks`` at once; answers 503 until the broker is connected."""
+
+    name = "ingress"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.publisher = AmqpPublisher(settings)
+        self.app = create_app(settings, self.publisher)
+        self._runner: web.AppRunner | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when the settings asked for port 0)."""
+        assert self._runner is not None, "not started"
+        return int(self._runner.addresses[0][1])
+
+    async def start(self) -> None:
+        self._connecting = asyncio.create_task(self.publisher.start(self._stop))
+        self._runner = web.AppRunner(
+            self.app, access_log=None, shutdown_timeout=self.settings.shutdown_grace
+        )
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, self.settings.host, self.settings.port, reuse_port=True
+        )
+        await site.start()
+        log.info("ingress listening", host=self.settings.host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._runner is None:
+            return
+        runner, self._runner = self._runner, None
+        self.app[STATE].draining = True  # new requests get 503 from here on
+        self._stop.set()
+        # Closing the site stops accepting, then waits for in-flight requests to finish.
+        await runner.cleanup()
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
+        await self.publisher.close()

@@ -1,0 +1,1 @@
+"""What every role shares: settings, errors, topology, the event model and its parser."""

@@ -1,0 +1,64 @@
+"""Connecting to RabbitMQ: robust connections that say clearly when the broker is away."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aio_pika
+from aio_pika.abc import AbstractRobustConnection
+
+from shared.logs import get_logger
+from shared.settings import Settings
+
+__all__ = ["connect"]
+
+log = get_logger("amqp")
+
+_HINT = (
+    "start one with `rabbitmq-server -detached` (or `docker compose up rabbitmq`), "
+    "or point --amqp-url / CALLBACK_FANOUT_AMQP_URL at yours"
+)
+
+
+async def connect(
+    settings: Settings,
+    *,
+    role: str,
+    stop: asyncio.Event | None = None,
+    max_backoff: float = 5.0,
+) -> AbstractRobustConnection:
+    """Connect with automatic reconnection, retrying until the broker answers.
+
+    The first failure is logged as one clear line (URL with the password masked, and how to
+    start a broker); later failures are logged at debug level. Returns once connected;
+    raises ``asyncio.CancelledError`` if ``stop`` is set first.
+    """
+    delay = 0.2
+    warned = False
+    while True:
+        try:
+            connection = await aio_pika.connect_robust(
+                settings.broker_url,
+                client_properties={"connection_name": f"callback-fanout {role}"},
+            )
+        except (OSError, aio_pika.exceptions.AMQPError, asyncio.TimeoutError) as exc:
+            event = "broker unreachable, retrying"
+            if not warned:
+                log.warning(event, url=settings.masked_broker_url, error=str(exc), hint=_HINT)
+                warned = True
+            else:
+                log.debug(event, url=settings.masked_broker_url, error=str(exc))
+        else:
+            if warned:
+                log.info("broker connected", url=settings.masked_broker_url, role=role)
+            return connection
+        if stop is not None:
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+            else:
+                raise asyncio.CancelledError
+        else:
+            await asyncio.sleep(delay)
+        delay = min(delay * 2, max_backoff)

@@ -1,0 +1,52 @@
+"""Running roles side by side and stopping them cleanly on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from typing import Protocol
+
+from shared.logs import get_logger
+
+__all__ = ["Service", "run_until_stopped"]
+
+log = get_logger("service")
+
+
+class Service(Protocol):
+    """A role of the system: the ingress, a router, a consumer worker."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Start serving; return once started (connecting may go on in the background)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop taking work, finish or hand back what is in flight, release everything.
+
+        Idempotent: calling it twice is harmless.
+        """
+        ...
+
+
+async def run_until_stopped(services: Sequence[Service], stop: asyncio.Event) -> None:
+    """Start ``services`` in order, wait for ``stop`` (SIGTERM/SIGINT set it), stop in reverse."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    started: list[Service] = []
+    try:
+        for service in services:
+            await service.start()
+            started.append(service)
+            log.info("started", service=service.name)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        for service in reversed(started):
+            await service.stop()
+            log.info("stopped", service=service.name)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

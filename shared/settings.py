@@ -1,0 +1,142 @@
+"""The one typed settings object.
+
+Parsed once at the edge (environment variables ``CALLBACK_FANOUT_<NAME>``, then command-line
+flags ``--<name>``) and passed into every role. Nothing deeper in the code reads the
+environment.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "Settings", "mask_url"]
+
+ENV_PREFIX = "CALLBACK_FANOUT_"
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _split_csv(value: object) -> object:
+    """Let list settings come from one environment variable, comma separated."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of callback-fanout. The README's settings table lists each one."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    # Broker and naming
+    amqp_url: SecretStr = Field(
+        SecretStr("amqp://guest:guest@localhost:5672/"),
+        description="RabbitMQ URL (the password is masked wherever it is shown).",
+    )
+    prefix: str = Field(
+        "callbacks",
+        description="Name prefix of every exchange and queue, so deployments share a broker.",
+    )
+    # Ingress
+    host: str = Field("0.0.0.0", description="Address the ingress listens on.")  # noqa: S104
+    port: int = Field(8080, ge=0, le=65535, description="Port the ingress listens on.")
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, gt=0, description="Largest callback body accepted (413 above)."
+    )
+    confirm_timeout: float = Field(
+        5.0, gt=0, description="Seconds to wait for the broker's confirm before answering 503."
+    )
+    retry_after: int = Field(5, ge=1, description="Retry-After seconds sent with a 503.")
+    # Router
+    router_prefetch: int = Field(64, ge=1, description="Raw bodies a router holds unacked.")
+    # Consumer workers
+    consumers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Consumers to load: `pkg.module`, `pkg.module:attr` or a built-in name "
+        "(repeatable flag; comma separated in the environment).",
+    )
+    entry_points: bool = Field(
+        True, description="Also load consumers from the `callback_fanout.consumers` group."
+    )
+    concurrency: int = Field(8, ge=1, description="Default handlers run at once per consumer.")
+    retry_delays: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5.0, 30.0, 120.0, 600.0],
+        description="Default backoff delays in seconds between attempts (comma separated).",
+    )
+    max_attempts: int = Field(
+        5, ge=1, description="Default attempts per event before it goes to the dead queue."
+    )
+    handler_timeout: float = Field(
+        60.0, gt=0, description="Default seconds a handler may run before it is cut off."
+    )
+    shutdown_grace: float = Field(
+        30.0, ge=0, description="Seconds in-flight handlers get to finish on SIGTERM."
+    )
+    # Operations
+    log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    log_json: bool = Field(True, description="JSON log lines (false: human-readable).")
+    log_bodies: bool = Field(False, description="Log callback bodies (debug only).")
+
+    @field_validator("consumers", "retry_delays", mode="before")
+    @classmethod
+    def _lists_from_csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("prefix")
+    @classmethod
+    def _valid_prefix(cls, value: str) -> str:
+        if not _PREFIX_RE.fullmatch(value):
+            raise ValueError(
+                "prefix must be 1-64 characters of letters, digits, '_', '-', '.', "
+                "starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _positive_delays(cls, value: list[float]) -> list[float]:
+        if any(d <= 0 for d in value):
+            raise ValueError("retry delays must be positive seconds")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in {"debug", "info", "warning", "error"}:
+            raise ValueError("log_level must be one of debug, info, warning, error")
+        return level
+
+    @property
+    def broker_url(self) -> str:
+        """The broker URL with its password, for the client library only."""
+        return self.amqp_url.get_secret_value()
+
+    @property
+    def masked_broker_url(self) -> str:
+        """The broker URL safe to show: the password replaced by ``***``."""
+        return mask_url(self.broker_url)
+
+    @classmethod
+    def load(cls, **overrides: object) -> Settings:
+        """Environment first, then ``overrides`` (the command line); a clear error if invalid."""
+        from pydantic import ValidationError
+
+        try:
+            return cls(**overrides)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+                for err in exc.errors(include_url=False, include_input=False)
+            )
+            raise ConfigError(f"invalid settings: {problems}") from None
+
+
+def mask_url(url: str) -> str:
+    """Replace the password of a ``scheme://user:password@host`` URL with ``***``."""
+    return re.sub(r"(?<=://)([^:/@]*):[^@/]*@", r"\1:***@", url)

@@ -1,0 +1,163 @@
+"""Names and declarations of every exchange and queue, under one prefix.
+
+Every role declares what it uses at start-up; declarations are idempotent. All queues are
+durable quorum queues. Dead-lettering between them uses the at-least-once strategy, so a
+message moved by the broker itself (delay expiry, delivery limit) is never lost on the way.
+
+```
+<prefix>.raw                      bodies from the ingress (default exchange, routing key = name)
+<prefix>.unparsed                 bodies that did not parse, with the reason in a header
+<prefix>.events                   topic exchange, routing key <EventName>.<Tag>.<State>
+<prefix>.unrouted (exchange+queue) alternate exchange of <prefix>.events: events nobody bound
+<prefix>.consumer.<name>          one queue per consumer, bound with its routes
+<prefix>.consumer.<name>.delay.<ms>ms  one per backoff step; expires back into the consumer queue
+<prefix>.consumer.<name>.dead     what a consumer could not handle, with the last error
+```
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+__all__ = [
+    "DELIVERY_LIMIT",
+    "ConsumerQueues",
+    "Topology",
+    "quorum_arguments",
+]
+
+#: Redeliveries (crashes, requeues) of one message before the broker parks it by itself.
+DELIVERY_LIMIT = 10
+
+_ROUTE_WORD = re.compile(r"^(\*|#|[A-Za-z0-9_\-]+)$")
+
+
+def quorum_arguments(
+    *, dead_letter_to: str | None = None, ttl_ms: int | None = None, delivery_limit: bool = True
+) -> dict[str, Any]:
+    """Arguments of a durable quorum queue, optionally dead-lettering to another queue."""
+    args: dict[str, Any] = {"x-queue-type": "quorum"}
+    if delivery_limit:
+        args["x-delivery-limit"] = DELIVERY_LIMIT
+    if dead_letter_to is not None:
+        args.update(
+            {
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": dead_letter_to,
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            }
+        )
+    if ttl_ms is not None:
+        args["x-message-ttl"] = ttl_ms
+    return args
+
+
+def valid_route(pattern: str) -> bool:
+    """True when ``pattern`` is an AMQP topic binding key (words, ``*`` and ``#``)."""
+    return bool(pattern) and all(_ROUTE_WORD.match(word) for word in pattern.split("."))
+
+
+@dataclass(frozen=True)
+class ConsumerQueues:
+    """The queue names of one consumer."""
+
+    main: str
+    dead: str
+    delays: tuple[tuple[float, str], ...]  # (seconds, queue name), in backoff order
+
+    def delay_queue(self, seconds: float) -> str:
+        """The delay queue that holds a message for ``seconds``."""
+        return dict(self.delays)[seconds]
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Every name under one prefix, and the declarations that create them."""
+
+    prefix: str
+
+    @property
+    def raw(self) -> str:
+        return f"{self.prefix}.raw"
+
+    @property
+    def unparsed(self) -> str:
+        return f"{self.prefix}.unparsed"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def unrouted(self) -> str:
+        return f"{self.prefix}.unrouted"
+
+    def consumer(self, name: str, delays: Sequence[float]) -> ConsumerQueues:
+        main = f"{self.prefix}.consumer.{name}"
+        steps = tuple((d, f"{main}.delay.{round(d * 1000)}ms") for d in dict.fromkeys(delays))
+        return ConsumerQueues(main=main, dead=f"{main}.dead", delays=steps)
+
+    def parking_queues(self, consumer_names: Iterable[str] = ()) -> list[str]:
+        """The queues an operator inspects and replays from."""
+        return [self.unparsed, self.unrouted, *(f"{self.prefix}.consumer.{n}.dead" for n in consumer_names)]
+
+    # -- declarations -------------------------------------------------------------------
+
+    async def declare_ingress(self, channel: AbstractChannel) -> AbstractQueue:
+        """What the ingress and the router share: the raw queue and where its poison goes."""
+        await channel.declare_queue(
+            self.unparsed, durable=True, arguments=quorum_arguments(delivery_limit=False)
+        )
+        return await channel.declare_queue(
+            self.raw, durable=True, arguments=quorum_arguments(dead_letter_to=self.unparsed)
+        )
+
+    async def declare_events(self, channel: AbstractChannel) -> AbstractExchange:
+        """The events exchange with its alternate exchange and the unrouted queue."""
+        unrouted_x = await channel.declare_exchange(
+            self.unrouted, aio_pika.ExchangeType.FANOUT, durable=True
+        )
+        unrouted_q = await channel.declare_queue(
+            self.unrouted, durable=True, arguments=quorum_arguments(delivery_limit=False)
+        )
+        await unrouted_q.bind(unrouted_x)
+        return await channel.declare_exchange(
+            self.events,
+            aio_pika.ExchangeType.TOPIC,
+            durable=True,
+            arguments={"alternate-exchange": self.unrouted},
+        )
+
+    async def declare_router(self, channel: AbstractChannel) -> tuple[AbstractQueue, AbstractExchange]:
+        raw = await self.declare_ingress(channel)
+        return raw, await self.declare_events(channel)
+
+    async def declare_consumer(
+        self, channel: AbstractChannel, queues: ConsumerQueues, routes: Sequence[str]
+    ) -> AbstractQueue:
+        """A consumer's queue bound with its routes, its delay queues and its dead queue."""
+        events = await self.declare_events(channel)
+        await channel.declare_queue(
+            queues.dead, durable=True, arguments=quorum_arguments(delivery_limit=False)
+        )
+        main = await channel.declare_queue(
+            queues.main, durable=True, arguments=quorum_arguments(dead_letter_to=queues.dead)
+        )
+        for seconds, name in queues.delays:
+            await channel.declare_queue(
+                name,
+                durable=True,
+                arguments=quorum_arguments(
+                    dead_letter_to=queues.main, ttl_ms=round(seconds * 1000), delivery_limit=False
+                ),
+            )
+        for route in routes:
+            await main.bind(events, routing_key=route)
+        return main

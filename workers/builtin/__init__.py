@@ -1,0 +1,1 @@
+"""Consumers that ship with callback-fanout, usable by name (``--consumer log``)."""

@@ -1,0 +1,64 @@
+"""Between AMQP messages and the event model: envelopes in, event messages out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from shared.events import CallbackEvent, Envelope
+
+__all__ = ["envelope_of", "event_message", "http_headers_of"]
+
+
+def http_headers_of(message: AbstractIncomingMessage) -> dict[str, str]:
+    """The request headers the ingress kept with the body."""
+    kept = (message.headers or {}).get("x-http-headers") or {}
+    if not isinstance(kept, dict):
+        return {}
+    return {str(k): _text(v) for k, v in kept.items()}
+
+
+def envelope_of(message: AbstractIncomingMessage) -> Envelope:
+    """The envelope of a raw message, from the properties the ingress set."""
+    headers = message.headers or {}
+    received = headers.get("x-received-at")
+    received_at = (
+        datetime.fromtimestamp(float(received), UTC)  # type: ignore[arg-type]
+        if isinstance(received, int | float)
+        else datetime.now(UTC)
+    )
+    source = headers.get("x-source-address")
+    token = headers.get("x-token-name")
+    return Envelope(
+        request_id=message.message_id or "",
+        received_at=received_at,
+        source_address=_text(source) if source is not None else None,
+        content_type=message.content_type,
+        headers=http_headers_of(message),
+        token_name=_text(token) if token is not None else None,
+        raw_body=message.body,
+    )
+
+
+def event_message(event: CallbackEvent, index: int) -> aio_pika.Message:
+    """The message a consumer queue receives for one event."""
+    request_id = event.envelope.request_id if event.envelope else ""
+    headers: dict[str, Any] = {
+        "x-idempotency-key": event.idempotency_key,
+        "x-request-id": request_id,
+        "x-routing-key": event.routing_key,
+    }
+    return aio_pika.Message(
+        event.model_dump_json().encode(),
+        content_type="application/json",
+        message_id=f"{request_id}.{index}",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers=headers,
+    )
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,163 @@
+"""The router: raw bodies in, one event per job out to the topic exchange.
+
+Each raw message is parsed, its events are published (confirmed) with their routing keys,
+and only then is the raw message acked. A body that does not parse goes, byte for byte with
+its properties, to ``<prefix>.unparsed`` with the reason in ``x-parse-error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from shared.amqp import connect
+from shared.errors import ParseError
+from shared.logs import get_logger
+from shared.parser import parse_callback
+from shared.settings import Settings
+from shared.topology import Topology
+from workers.envelope import envelope_of, event_message, http_headers_of
+
+__all__ = ["RouterService", "parked_copy"]
+
+log = get_logger("router")
+
+
+def parked_copy(message: AbstractIncomingMessage, **extra_headers: object) -> aio_pika.Message:
+    """The message as it came, properties kept, with extra headers (the reason)."""
+    headers = dict(message.headers or {})
+    headers.update(extra_headers)
+    return aio_pika.Message(
+        message.body,
+        headers=headers,  # type: ignore[arg-type]
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        timestamp=message.timestamp,
+        type=message.type,
+        app_id=message.app_id,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+class RouterService:
+    """Consumes ``<prefix>.raw``; competing consumers scale it across processes."""
+
+    name = "router"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topology = Topology(settings.prefix)
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._events: AbstractExchange | None = None
+        self._raw: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._stopping = False
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._starting: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        self._starting = asyncio.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        self._connection = await connect(self.settings, role="router", stop=self._stop)
+        channel = await self._connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=self.settings.router_prefetch)
+        self._raw, self._events = await self.topology.declare_router(channel)
+        self._channel = channel
+        self._tag = await self._raw.consume(self._on_message)
+        log.info("router consuming", queue=self.topology.raw)
+
+    async def wait_started(self) -> None:
+        """Wait until the router is consuming (tests and readiness)."""
+        assert self._starting is not None, "not started"
+        await asyncio.shield(self._starting)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if self._stopping:
+            await message.nack(requeue=True)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            await self._route(message)
+        finally:
+            self._inflight.discard(task)
+
+    async def _route(self, message: AbstractIncomingMessage) -> None:
+        assert self._channel is not None and self._events is not None
+        try:
+            events = parse_callback(
+                message.body,
+                content_type=message.content_type,
+                headers=http_headers_of(message),
+                max_bytes=self.settings.max_body_bytes,
+                envelope=envelope_of(message),
+            )
+        except ParseError as exc:
+            await self._park(message, exc.reason, exc.location)
+            return
+        except Exception as exc:  # a parser bug must park the body, not loop on it
+            log.exception("parser crashed", request_id=message.message_id)
+            await self._park(message, f"parser crashed: {exc!r}", None)
+            return
+        try:
+            await asyncio.gather(
+                *(
+                    self._events.publish(event_message(ev, i), routing_key=ev.routing_key)
+                    for i, ev in enumerate(events)
+                )
+            )
+        except Exception as exc:
+            # Not confirmed: hand the body back; the broker's delivery limit stops a loop.
+            log.warning("publish failed, requeued", request_id=message.message_id, error=repr(exc))
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            return
+        await message.ack()
+        log.debug("routed", request_id=message.message_id, events=len(events))
+
+    async def _park(
+        self, message: AbstractIncomingMessage, reason: str, location: str | None
+    ) -> None:
+        assert self._channel is not None
+        headers: dict[str, object] = {"x-parse-error": reason[:2000]}
+        if location:
+            headers["x-parse-location"] = location
+        await self._channel.default_exchange.publish(
+            parked_copy(message, **headers), routing_key=self.topology.unparsed
+        )
+        await message.ack()
+        log.warning(
+            "unparsed body parked", request_id=message.message_id, reason=reason, location=location
+        )
+
+    async def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self._stop.set()
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._starting
+        if self._raw is not None and self._tag is not None:
+            with contextlib.suppress(Exception):
+                await self._raw.cancel(self._tag)
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=self.settings.shutdown_grace)
+        if self._connection is not None:
+            await self._connection.close()

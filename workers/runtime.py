@@ -1,0 +1,231 @@
+"""Running consumers: one queue, channel, prefetch and retry policy per consumer.
+
+For each message: rebuild the event, run the handler (with a timeout), ack on success. On
+failure, republish to the consumer's delay queue for the next attempt (it expires back into
+the consumer queue) or, when attempts are used up or the consumer gave up, to its dead
+queue with the last error; the original is acked only after that publish is confirmed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pydantic
+import structlog
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from shared.amqp import connect
+from shared.errors import GiveUp, Retry
+from shared.events import CallbackEvent
+from shared.logs import get_logger
+from shared.settings import Settings
+from shared.topology import ConsumerQueues, Topology
+from workers.consumer import LoadedConsumer
+from workers.retry import RetryPolicy
+from workers.router import parked_copy
+
+__all__ = ["ConsumerRunner", "WorkerService"]
+
+log = get_logger("worker")
+
+ATTEMPTS_HEADER = "x-attempts"
+
+
+@dataclass
+class ConsumerRunner:
+    """One consumer's loop on its own channel."""
+
+    consumer: LoadedConsumer
+    settings: Settings
+    topology: Topology
+    policy: RetryPolicy = field(init=False)
+    queues: ConsumerQueues = field(init=False)
+    concurrency: int = field(init=False)
+    timeout: float = field(init=False)
+    _channel: AbstractChannel | None = None
+    _queue: AbstractQueue | None = None
+    _tag: str | None = None
+    _stopping: bool = False
+    _inflight: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        spec = self.consumer.spec
+        self.policy = RetryPolicy.for_consumer(spec, self.settings)
+        self.queues = self.topology.consumer(spec.name, self.policy.delays)
+        self.concurrency = spec.concurrency or self.settings.concurrency
+        self.timeout = spec.timeout or self.settings.handler_timeout
+
+    @property
+    def name(self) -> str:
+        return self.consumer.spec.name
+
+    async def start(self, connection: AbstractRobustConnection) -> None:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=self.concurrency)
+        self._queue = await self.topology.declare_consumer(
+            channel, self.queues, self.consumer.spec.routes
+        )
+        self._channel = channel
+        await self.consumer.startup()
+        self._tag = await self._queue.consume(self._on_message)
+        log.info(
+            "consumer started",
+            consumer=self.name,
+            queue=self.queues.main,
+            routes=list(self.consumer.spec.routes),
+            concurrency=self.concurrency,
+        )
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if self._stopping:
+            await message.nack(requeue=True)  # prefetched, not started: hand it back
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            await self._handle(message)
+        finally:
+            self._inflight.discard(task)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        headers = message.headers or {}
+        raw_attempts = headers.get(ATTEMPTS_HEADER, 0)
+        done = raw_attempts if isinstance(raw_attempts, int) else 0
+        attempt = done + 1
+        structlog.contextvars.bind_contextvars(
+            consumer=self.name, message_id=message.message_id, attempt=attempt
+        )
+        try:
+            event = CallbackEvent.model_validate_json(message.body)
+        except pydantic.ValidationError as exc:
+            await self._dead(message, attempt, f"event does not validate: {exc}")
+            return
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(self.consumer.handle(event), timeout=self.timeout)
+        except asyncio.CancelledError:
+            raise
+        except GiveUp as exc:
+            await self._dead(message, attempt, f"GiveUp: {exc}")
+        except pydantic.ValidationError as exc:
+            await self._dead(message, attempt, f"not retryable: {_describe(exc)}")
+        except TimeoutError:
+            await self._failed(message, attempt, f"timed out after {self.timeout:g}s", None)
+        except Exception as exc:
+            requested = exc.delay if isinstance(exc, Retry) else None
+            await self._failed(message, attempt, _describe(exc), requested)
+        else:
+            await message.ack()
+            log.debug("handled", elapsed=round(time.monotonic() - started, 4))
+
+    async def _failed(
+        self, message: AbstractIncomingMessage, attempt: int, error: str, requested: float | None
+    ) -> None:
+        if not self.policy.should_retry(attempt):
+            await self._dead(message, attempt, error)
+            return
+        delay = self.policy.delay_after(attempt, requested)
+        assert self._channel is not None
+        await self._channel.default_exchange.publish(
+            parked_copy(message, **{ATTEMPTS_HEADER: attempt, "x-last-error": error[:4000]}),
+            routing_key=self.queues.delay_queue(delay),
+        )
+        await message.ack()
+        log.warning("handler failed, will retry", error=error, retry_in=delay)
+
+    async def _dead(self, message: AbstractIncomingMessage, attempt: int, error: str) -> None:
+        assert self._channel is not None
+        await self._channel.default_exchange.publish(
+            parked_copy(
+                message,
+                **{
+                    ATTEMPTS_HEADER: attempt,
+                    "x-last-error": error[:4000],
+                    "x-consumer": self.name,
+                    "x-dead-at": time.time(),
+                },
+            ),
+            routing_key=self.queues.dead,
+        )
+        await message.ack()
+        log.error("event parked in dead queue", error=error, queue=self.queues.dead)
+
+    async def stop(self, grace: float) -> None:
+        """Stop taking messages, let in-flight handlers finish within ``grace``, then cancel."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._queue is not None and self._tag is not None:
+            with contextlib.suppress(Exception):
+                await self._queue.cancel(self._tag)
+        if self._inflight:
+            _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
+            for task in pending:
+                task.cancel()  # unacked: the broker redelivers it to another worker
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+                log.warning("handlers cut off at shutdown", consumer=self.name, count=len(pending))
+        with contextlib.suppress(Exception):
+            await self.consumer.shutdown()
+        if self._channel is not None:
+            with contextlib.suppress(Exception):
+                await self._channel.close()
+
+
+def _describe(exc: BaseException) -> str:
+    last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    return last
+
+
+class WorkerService:
+    """Runs every loaded consumer in this process, each isolated on its own channel."""
+
+    name = "worker"
+
+    def __init__(self, settings: Settings, consumers: Sequence[LoadedConsumer]) -> None:
+        self.settings = settings
+        self.topology = Topology(settings.prefix)
+        self.runners = [ConsumerRunner(c, settings, self.topology) for c in consumers]
+        self._connection: AbstractRobustConnection | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._stopped = False
+
+    async def start(self) -> None:
+        if not self.runners:
+            log.warning("worker has no consumers: pass --consumer or install a consumer package")
+        self._starting = asyncio.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        self._connection = await connect(self.settings, role="worker", stop=self._stop)
+        for runner in self.runners:
+            await runner.start(self._connection)
+
+    async def wait_started(self) -> None:
+        """Wait until every consumer is consuming (tests and readiness)."""
+        assert self._starting is not None, "not started"
+        await asyncio.shield(self._starting)
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stop.set()
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._starting
+        await asyncio.gather(*(r.stop(self.settings.shutdown_grace) for r in self.runners))
+        if self._connection is not None:
+            await self._connection.close()
