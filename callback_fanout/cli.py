@@ -47,12 +47,13 @@ def _add_flag(group: argparse._ArgumentGroup, name: str, info: FieldInfo) -> Non
     origin = typing.get_origin(info.annotation)
     if info.annotation is bool:
         group.add_argument(
-            _flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
+            _flag(name),
+            dest=name,
+            action=argparse.BooleanOptionalAction,
+            default=None,
             help=help_text,
         )
-    elif origin is list or (
-        origin is typing.Annotated and typing.get_origin(typing.get_args(info.annotation)[0]) is list
-    ):
+    elif origin is list:
         group.add_argument(_flag(name), dest=name, action="append", default=None, help=help_text)
     else:
         group.add_argument(_flag(name), dest=name, default=None, help=help_text)
@@ -136,7 +137,7 @@ def _run(command: str, settings: Settings) -> int:
     except ImportError:
         runner = asyncio.run
     else:
-        runner = uvloop.run  # type: ignore[assignment]
+        runner = uvloop.run
     runner(run_until_stopped(services, asyncio.Event()))
     return 0
 

@@ -48,10 +48,12 @@ async def receive_callback(request: web.Request) -> web.Response:
         return _unavailable(settings, "shutting down")
     length = request.content_length
     if length is not None and length > settings.max_body_bytes:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=settings.max_body_bytes, actual_size=length
-        )
+        raise web.HTTPRequestEntityTooLarge(max_size=settings.max_body_bytes, actual_size=length)
     body = await request.read()  # bounded by client_max_size: 413 past the limit
+    if not body:
+        return web.json_response(
+            {"error": "empty body", "reason": "a callback has a body"}, status=400
+        )
     request_id = uuid.uuid4().hex
     headers = {name: value for name in KEPT_HEADERS if (value := request.headers.get(name))}
     meta = RawMeta(
@@ -69,9 +71,7 @@ async def receive_callback(request: web.Request) -> web.Response:
     if settings.log_bodies:
         log.debug("callback body", request_id=request_id, body=body.decode("utf-8", "replace"))
     log.debug("callback accepted", request_id=request_id, size=len(body))
-    return web.json_response(
-        {"request_id": request_id}, headers={"X-Request-Id": request_id}
-    )
+    return web.json_response({"request_id": request_id}, headers={"X-Request-Id": request_id})
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection, HeadersType
 
 from shared.amqp import connect
 from shared.errors import BrokerUnavailable
@@ -32,9 +32,10 @@ class RawMeta:
     token_name: str | None = None
 
     def message(self, body: bytes) -> aio_pika.Message:
-        headers: dict[str, object] = {
+        http_headers: HeadersType = dict(self.headers)
+        headers: HeadersType = {
             "x-received-at": self.received_at,
-            "x-http-headers": self.headers,
+            "x-http-headers": http_headers,
         }
         if self.source_address:
             headers["x-source-address"] = self.source_address
@@ -45,7 +46,7 @@ class RawMeta:
             message_id=self.request_id,
             content_type=self.content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            headers=headers,  # type: ignore[arg-type]
+            headers=headers,
         )
 
 

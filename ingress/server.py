@@ -42,9 +42,7 @@ class IngressService:
             self.app, access_log=None, shutdown_timeout=self.settings.shutdown_grace
         )
         await self._runner.setup()
-        site = web.TCPSite(
-            self._runner, self.settings.host, self.settings.port, reuse_port=True
-        )
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port, reuse_port=True)
         await site.start()
         log.info("ingress listening", host=self.settings.host, port=self.port)
 

@@ -41,7 +41,7 @@ async def connect(
                 settings.broker_url,
                 client_properties={"connection_name": f"callback-fanout {role}"},
             )
-        except (OSError, aio_pika.exceptions.AMQPError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
             event = "broker unreachable, retrying"
             if not warned:
                 log.warning(event, url=settings.masked_broker_url, error=str(exc), hint=_HINT)

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
         description="Name prefix of every exchange and queue, so deployments share a broker.",
     )
     # Ingress
-    host: str = Field("0.0.0.0", description="Address the ingress listens on.")  # noqa: S104
+    host: str = Field("0.0.0.0", description="Address the ingress listens on.")
     port: int = Field(8080, ge=0, le=65535, description="Port the ingress listens on.")
     max_body_bytes: int = Field(
         10 * 1024 * 1024, gt=0, description="Largest callback body accepted (413 above)."

@@ -35,6 +35,7 @@ __all__ = [
 #: Redeliveries (crashes, requeues) of one message before the broker parks it by itself.
 DELIVERY_LIMIT = 10
 
+_DELAY_RE = re.compile(r"\.delay\.(\d+)ms$")
 _ROUTE_WORD = re.compile(r"^(\*|#|[A-Za-z0-9_\-]+)$")
 
 
@@ -106,27 +107,53 @@ class Topology:
 
     def parking_queues(self, consumer_names: Iterable[str] = ()) -> list[str]:
         """The queues an operator inspects and replays from."""
-        return [self.unparsed, self.unrouted, *(f"{self.prefix}.consumer.{n}.dead" for n in consumer_names)]
+        dead = (f"{self.prefix}.consumer.{n}.dead" for n in consumer_names)
+        return [self.unparsed, self.unrouted, *dead]
+
+    def arguments_of(self, queue: str) -> dict[str, Any]:
+        """The arguments every declaration of ``queue`` uses (one source of truth).
+
+        Declaring a queue again with the same arguments is how its exact message count is
+        read: quorum queues answer a passive declare from lagging metrics.
+        """
+        parking = quorum_arguments(delivery_limit=False)
+        if queue == self.raw:
+            return quorum_arguments(dead_letter_to=self.unparsed)
+        if queue in (self.unparsed, self.unrouted) or queue.endswith(".dead"):
+            return parking
+        consumer_prefix = f"{self.prefix}.consumer."
+        if not queue.startswith(consumer_prefix):
+            raise ValueError(f"{queue!r} is not a queue of prefix {self.prefix!r}")
+        delay = _DELAY_RE.search(queue)
+        if delay:
+            main = queue[: delay.start()]
+            return quorum_arguments(
+                dead_letter_to=main, ttl_ms=int(delay.group(1)), delivery_limit=False
+            )
+        return quorum_arguments(dead_letter_to=f"{queue}.dead")
+
+    async def declare_queue(self, channel: AbstractChannel, queue: str) -> AbstractQueue:
+        """Declare one of this topology's queues (idempotent)."""
+        return await channel.declare_queue(queue, durable=True, arguments=self.arguments_of(queue))
+
+    async def message_count(self, channel: AbstractChannel, queue: str) -> int:
+        """The exact number of ready messages in ``queue``."""
+        declared = await self.declare_queue(channel, queue)
+        return declared.declaration_result.message_count or 0
 
     # -- declarations -------------------------------------------------------------------
 
     async def declare_ingress(self, channel: AbstractChannel) -> AbstractQueue:
         """What the ingress and the router share: the raw queue and where its poison goes."""
-        await channel.declare_queue(
-            self.unparsed, durable=True, arguments=quorum_arguments(delivery_limit=False)
-        )
-        return await channel.declare_queue(
-            self.raw, durable=True, arguments=quorum_arguments(dead_letter_to=self.unparsed)
-        )
+        await self.declare_queue(channel, self.unparsed)
+        return await self.declare_queue(channel, self.raw)
 
     async def declare_events(self, channel: AbstractChannel) -> AbstractExchange:
         """The events exchange with its alternate exchange and the unrouted queue."""
         unrouted_x = await channel.declare_exchange(
             self.unrouted, aio_pika.ExchangeType.FANOUT, durable=True
         )
-        unrouted_q = await channel.declare_queue(
-            self.unrouted, durable=True, arguments=quorum_arguments(delivery_limit=False)
-        )
+        unrouted_q = await self.declare_queue(channel, self.unrouted)
         await unrouted_q.bind(unrouted_x)
         return await channel.declare_exchange(
             self.events,
@@ -135,7 +162,9 @@ class Topology:
             arguments={"alternate-exchange": self.unrouted},
         )
 
-    async def declare_router(self, channel: AbstractChannel) -> tuple[AbstractQueue, AbstractExchange]:
+    async def declare_router(
+        self, channel: AbstractChannel
+    ) -> tuple[AbstractQueue, AbstractExchange]:
         raw = await self.declare_ingress(channel)
         return raw, await self.declare_events(channel)
 
@@ -144,20 +173,10 @@ class Topology:
     ) -> AbstractQueue:
         """A consumer's queue bound with its routes, its delay queues and its dead queue."""
         events = await self.declare_events(channel)
-        await channel.declare_queue(
-            queues.dead, durable=True, arguments=quorum_arguments(delivery_limit=False)
-        )
-        main = await channel.declare_queue(
-            queues.main, durable=True, arguments=quorum_arguments(dead_letter_to=queues.dead)
-        )
-        for seconds, name in queues.delays:
-            await channel.declare_queue(
-                name,
-                durable=True,
-                arguments=quorum_arguments(
-                    dead_letter_to=queues.main, ttl_ms=round(seconds * 1000), delivery_limit=False
-                ),
-            )
+        await self.declare_queue(channel, queues.dead)
+        main = await self.declare_queue(channel, queues.main)
+        for _seconds, name in queues.delays:
+            await self.declare_queue(channel, name)
         for route in routes:
             await main.bind(events, routing_key=route)
         return main

@@ -14,8 +14,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from shared.errors import ConsumerDeclarationError
 from shared.events import CallbackEvent
+
+from shared.errors import ConsumerDeclarationError
 from shared.topology import valid_route
 
 __all__ = [
@@ -157,17 +158,18 @@ class LoadedConsumer:
     startup: Callable[[], Awaitable[None]]
     shutdown: Callable[[], Awaitable[None]]
     origin: str
+    target: object = None  # what was declared: loading it twice is not a conflict
 
     @classmethod
     def from_target(cls, target: object, origin: str) -> LoadedConsumer:
         spec = getattr(target, SPEC_ATTRIBUTE, None)
         if not isinstance(spec, ConsumerSpec):
             raise ConsumerDeclarationError(f"{origin}: not declared with @consumer")
-        if inspect.isclass(target):
-            instance: Consumer = target()
-            return cls(spec, instance.handle, instance.startup, instance.shutdown, origin)
+        if inspect.isclass(target) and issubclass(target, Consumer):
+            instance = target()
+            return cls(spec, instance.handle, instance.startup, instance.shutdown, origin, target)
         assert callable(target)
-        return cls(spec, _as_async(target), _noop, _noop, origin)
+        return cls(spec, _as_async(target), _noop, _noop, origin, target)
 
 
 async def _noop() -> None:
@@ -176,7 +178,7 @@ async def _noop() -> None:
 
 def _as_async(fn: Callable[[CallbackEvent], Any]) -> Handler:
     if inspect.iscoroutinefunction(fn):
-        return fn  # type: ignore[no-any-return]
+        return fn
 
     async def in_thread(event: CallbackEvent) -> None:
         await asyncio.to_thread(fn, event)

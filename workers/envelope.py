@@ -7,7 +7,6 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
-
 from shared.events import CallbackEvent, Envelope
 
 __all__ = ["envelope_of", "event_message", "http_headers_of"]
@@ -26,7 +25,7 @@ def envelope_of(message: AbstractIncomingMessage) -> Envelope:
     headers = message.headers or {}
     received = headers.get("x-received-at")
     received_at = (
-        datetime.fromtimestamp(float(received), UTC)  # type: ignore[arg-type]
+        datetime.fromtimestamp(float(received), UTC)
         if isinstance(received, int | float)
         else datetime.now(UTC)
     )

@@ -39,19 +39,16 @@ def load_consumers(refs: Iterable[str], *, use_entry_points: bool) -> list[Loade
                     f"entry point {ep.name!r} ({ep.value}) failed to load: {exc!r}"
                 ) from exc
             loaded.extend(_from_object(target, f"entry point {ep.name} ({ep.value})"))
-    seen: dict[str, str] = {}
-    unique: list[LoadedConsumer] = []
+    unique: dict[str, LoadedConsumer] = {}
     for item in loaded:
-        other = seen.get(item.spec.name)
-        if other == item.origin:
-            continue  # the same consumer named twice
-        if other is not None:
+        other = unique.get(item.spec.name)
+        if other is None:
+            unique[item.spec.name] = item
+        elif other.target is not item.target:
             raise ConsumerDeclarationError(
-                f"two consumers are named {item.spec.name!r}: {other} and {item.origin}"
+                f"two consumers are named {item.spec.name!r}: {other.origin} and {item.origin}"
             )
-        seen[item.spec.name] = item.origin
-        unique.append(item)
-    return unique
+    return list(unique.values())
 
 
 def _load_ref(ref: str) -> list[LoadedConsumer]:

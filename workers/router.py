@@ -17,12 +17,13 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
+    HeadersType,
 )
+from shared.parser import parse_callback
 
 from shared.amqp import connect
 from shared.errors import ParseError
 from shared.logs import get_logger
-from shared.parser import parse_callback
 from shared.settings import Settings
 from shared.topology import Topology
 from workers.envelope import envelope_of, event_message, http_headers_of
@@ -32,13 +33,13 @@ __all__ = ["RouterService", "parked_copy"]
 log = get_logger("router")
 
 
-def parked_copy(message: AbstractIncomingMessage, **extra_headers: object) -> aio_pika.Message:
+def parked_copy(message: AbstractIncomingMessage, extra_headers: HeadersType) -> aio_pika.Message:
     """The message as it came, properties kept, with extra headers (the reason)."""
-    headers = dict(message.headers or {})
+    headers: HeadersType = dict(message.headers or {})
     headers.update(extra_headers)
     return aio_pika.Message(
         message.body,
-        headers=headers,  # type: ignore[arg-type]
+        headers=headers,
         content_type=message.content_type,
         content_encoding=message.content_encoding,
         message_id=message.message_id,
@@ -98,7 +99,7 @@ class RouterService:
             self._inflight.discard(task)
 
     async def _route(self, message: AbstractIncomingMessage) -> None:
-        assert self._channel is not None and self._events is not None
+        assert self._events is not None
         try:
             events = parse_callback(
                 message.body,
@@ -134,11 +135,11 @@ class RouterService:
         self, message: AbstractIncomingMessage, reason: str, location: str | None
     ) -> None:
         assert self._channel is not None
-        headers: dict[str, object] = {"x-parse-error": reason[:2000]}
+        headers: HeadersType = {"x-parse-error": reason[:2000]}
         if location:
             headers["x-parse-location"] = location
         await self._channel.default_exchange.publish(
-            parked_copy(message, **headers), routing_key=self.topology.unparsed
+            parked_copy(message, headers), routing_key=self.topology.unparsed
         )
         await message.ack()
         log.warning(

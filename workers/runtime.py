@@ -23,10 +23,10 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from shared.events import CallbackEvent
 
 from shared.amqp import connect
 from shared.errors import GiveUp, Retry
-from shared.events import CallbackEvent
 from shared.logs import get_logger
 from shared.settings import Settings
 from shared.topology import ConsumerQueues, Topology
@@ -138,7 +138,7 @@ class ConsumerRunner:
         delay = self.policy.delay_after(attempt, requested)
         assert self._channel is not None
         await self._channel.default_exchange.publish(
-            parked_copy(message, **{ATTEMPTS_HEADER: attempt, "x-last-error": error[:4000]}),
+            parked_copy(message, {ATTEMPTS_HEADER: attempt, "x-last-error": error[:4000]}),
             routing_key=self.queues.delay_queue(delay),
         )
         await message.ack()
@@ -149,7 +149,7 @@ class ConsumerRunner:
         await self._channel.default_exchange.publish(
             parked_copy(
                 message,
-                **{
+                {
                     ATTEMPTS_HEADER: attempt,
                     "x-last-error": error[:4000],
                     "x-consumer": self.name,
@@ -184,8 +184,7 @@ class ConsumerRunner:
 
 
 def _describe(exc: BaseException) -> str:
-    last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-    return last
+    return traceback.format_exception_only(type(exc), exc)[-1].strip()
 
 
 class WorkerService:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.events import CallbackEvent
+
 from shared.logs import get_logger
 from workers.consumer import consumer
 

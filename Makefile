@@ -1,0 +1,37 @@
+# The two commands a newcomer needs: `make run` (the whole system) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
+
+.PHONY: help venv run test lint check bench bench-parse clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## create the virtual environment and install the project
+
+run: venv ## run the whole system (ingress on :8080, router, worker with the log consumer)
+	CALLBACK_FANOUT_AMQP_URL=$${CALLBACK_FANOUT_AMQP_URL:-$(AMQP_URL)} \
+	  $(VENV)/bin/callback-fanout run --consumer $${CONSUMER:-log}
+
+test: venv ## run the test suite against the broker at AMQP_URL
+	$(PY) -m pytest
+
+lint: venv ## ruff and mypy (strict)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+check: lint test ## what CI runs
+
+bench-parse: venv ## parser throughput on one core
+	$(PY) bench/parse_bench.py
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

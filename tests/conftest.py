@@ -1,0 +1,114 @@
+"""Fixtures: the broker (AMQP_URL or testcontainers, never skipped), a prefix per test,
+and the whole system started in-process."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+
+import aio_pika
+import pytest
+from pydantic import SecretStr
+from yarl import URL
+
+from shared.settings import Settings
+from shared.topology import Topology
+from tests.support.broker import BrokerClient, broker_url
+from tests.support.proxy import CuttableProxy
+from tests.support.system import Recorder, RunningSystem
+
+RUN_PREFIX = f"t{os.getpid()}{secrets.token_hex(2)}"
+_counter = itertools.count(1)
+SEEDS = Path(__file__).parent / "fixtures" / "seeds"
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    with broker_url() as url:
+        yield url
+    _sweep(RUN_PREFIX)
+
+
+def _sweep(prefix: str) -> None:
+    """Belt and braces: delete any queue of this run that a test failed to clean up."""
+    if not shutil.which("rabbitmqctl") or os.environ.get("AMQP_URL", "").find("127.0.0.1") < 0:
+        return
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True, check=False
+    )
+    for name in listed.stdout.split():
+        if name.startswith(prefix + "-"):
+            subprocess.run(["rabbitmqctl", "-q", "delete_queue", name], check=False)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"{RUN_PREFIX}-{next(_counter)}"
+
+
+@pytest.fixture
+def settings(amqp_url: str, prefix: str) -> Settings:
+    return Settings.load(
+        amqp_url=amqp_url,
+        prefix=prefix,
+        host="127.0.0.1",
+        port=0,
+        retry_delays=[0.2, 0.4],
+        max_attempts=3,
+        handler_timeout=5.0,
+        shutdown_grace=5.0,
+        confirm_timeout=2.0,
+        entry_points=False,
+        log_json=True,
+    )
+
+
+@pytest.fixture
+async def broker(amqp_url: str, settings: Settings) -> AsyncIterator[BrokerClient]:
+    connection = await aio_pika.connect_robust(amqp_url)
+    channel = await connection.channel()
+    client = BrokerClient(amqp_url, Topology(settings.prefix), connection, channel)
+    client.delays.update(settings.retry_delays)
+    yield client
+    await client.cleanup()
+
+
+StartSystem = Callable[..., Awaitable[RunningSystem]]
+
+
+@pytest.fixture
+async def start_system(settings: Settings, broker: BrokerClient) -> AsyncIterator[StartSystem]:
+    """``await start_system([recorder, ...], **setting_overrides)``; stopped at teardown."""
+    running: list[RunningSystem] = []
+
+    async def start(
+        recorders: Sequence[Recorder] = (), *, settings_: Settings | None = None, **roles: bool
+    ) -> RunningSystem:
+        chosen = settings_ or settings
+        for rec in recorders:
+            broker.track([rec.name], rec.retry_delays or chosen.retry_delays)
+        system = await RunningSystem.start(chosen, [r.loaded() for r in recorders], **roles)
+        running.append(system)
+        return system
+
+    yield start
+    for system in running:
+        await system.stop()
+
+
+@pytest.fixture
+async def broker_proxy_settings(
+    settings: Settings, amqp_url: str
+) -> AsyncIterator[tuple[Settings, CuttableProxy]]:
+    """Settings whose broker URL goes through a proxy the test can cut and restore."""
+    target = URL(amqp_url)
+    proxy = CuttableProxy(target.host or "127.0.0.1", target.port or 5672)
+    await proxy.start()
+    proxied = str(target.with_host("127.0.0.1").with_port(proxy.port))
+    yield settings.model_copy(update={"amqp_url": SecretStr(proxied)}), proxy
+    await proxy.close()

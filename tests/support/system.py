@@ -1,0 +1,113 @@
+"""The whole system in the test's event loop: ingress on a free port, router, worker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from shared.events import CallbackEvent
+
+from ingress.server import IngressService
+from shared.settings import Settings
+from workers.consumer import LoadedConsumer, consumer
+from workers.router import RouterService
+from workers.runtime import WorkerService
+
+__all__ = ["Recorder", "RunningSystem"]
+
+
+@dataclass
+class Recorder:
+    """A test consumer that records the events it is given and can be told to fail."""
+
+    name: str
+    routes: Sequence[str]
+    fail_times: int = 0
+    always_fail: bool = False
+    delay: float = 0.0
+    max_attempts: int | None = None
+    retry_delays: Sequence[float] | None = None
+    events: list[CallbackEvent] = field(default_factory=list)
+    calls: list[float] = field(default_factory=list)
+
+    def loaded(self) -> LoadedConsumer:
+        @consumer(
+            name=self.name,
+            routes=list(self.routes),
+            max_attempts=self.max_attempts,
+            retry_delays=self.retry_delays,
+        )
+        async def handle(event: CallbackEvent) -> None:
+            self.calls.append(asyncio.get_running_loop().time())
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self.always_fail or len(self.calls) <= self.fail_times:
+                raise RuntimeError(f"{self.name} fails on purpose (call {len(self.calls)})")
+            self.events.append(event)
+
+        return LoadedConsumer.from_target(handle, f"test:{self.name}")
+
+
+@dataclass
+class RunningSystem:
+    settings: Settings
+    ingress: IngressService | None
+    router: RouterService | None
+    worker: WorkerService | None
+    http: aiohttp.ClientSession
+
+    @property
+    def url(self) -> str:
+        assert self.ingress is not None
+        return f"http://127.0.0.1:{self.ingress.port}/callbacks"
+
+    async def post(
+        self, body: bytes | Any, content_type: str = "application/xml", **headers: str
+    ) -> aiohttp.ClientResponse:
+        """POST ``body`` (bytes, a file object, or an async iterator: chunked) to the ingress."""
+        async with self.http.post(
+            self.url, data=body, headers={"Content-Type": content_type, **headers}
+        ) as response:
+            await response.read()
+            return response
+
+    async def stop(self) -> None:
+        for service in (self.ingress, self.router, self.worker):
+            if service is not None:
+                await service.stop()
+        await self.http.close()
+
+    @classmethod
+    async def start(
+        cls,
+        settings: Settings,
+        consumers: Sequence[LoadedConsumer] = (),
+        *,
+        ingress: bool = True,
+        router: bool = True,
+        worker: bool = True,
+    ) -> RunningSystem:
+        system = cls(
+            settings,
+            IngressService(settings) if ingress else None,
+            RouterService(settings) if router else None,
+            WorkerService(settings, consumers) if worker else None,
+            aiohttp.ClientSession(),
+        )
+        if system.worker is not None:
+            await system.worker.start()
+            await asyncio.wait_for(system.worker.wait_started(), 20)
+        if system.router is not None:
+            await system.router.start()
+            await asyncio.wait_for(system.router.wait_started(), 20)
+        if system.ingress is not None:
+            await system.ingress.start()
+            publisher = system.ingress.publisher
+            for _ in range(400):
+                if publisher.ready:
+                    break
+                await asyncio.sleep(0.05)
+        return system
