@@ -47,7 +47,7 @@ class ParseError(FanoutError):
         super().__init__(f"{reason} (at {location})" if location else reason)
 
 
-class Retry(FanoutError):  # noqa: N818 - control flow, named for what the consumer asks
+class Retry(FanoutError):
     """Raised by a consumer: retry this event later (``delay`` seconds, or the policy's)."""
 
     def __init__(self, reason: str = "retry requested", delay: float | None = None) -> None:
@@ -55,5 +55,5 @@ class Retry(FanoutError):  # noqa: N818 - control flow, named for what the consu
         super().__init__(reason)
 
 
-class GiveUp(FanoutError):  # noqa: N818 - control flow, named for what the consumer asks
+class GiveUp(FanoutError):
     """Raised by a consumer: do not retry; move the event to the dead queue now."""
