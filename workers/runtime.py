@@ -31,6 +31,7 @@ from shared.logs import get_logger
 from shared.settings import Settings
 from shared.topology import ConsumerQueues, Topology
 from workers.consumer import LoadedConsumer
+from workers.dedupe import Claim, DedupeStore, build_store
 from workers.retry import RetryPolicy
 from workers.router import parked_copy
 
@@ -48,6 +49,7 @@ class ConsumerRunner:
     consumer: LoadedConsumer
     settings: Settings
     topology: Topology
+    dedupe: DedupeStore | None = None
     policy: RetryPolicy = field(init=False)
     queues: ConsumerQueues = field(init=False)
     concurrency: int = field(init=False)
@@ -64,6 +66,9 @@ class ConsumerRunner:
         self.queues = self.topology.consumer(spec.name, self.policy.delays)
         self.concurrency = spec.concurrency or self.settings.concurrency
         self.timeout = spec.timeout or self.settings.handler_timeout
+        self.dedupe_window = spec.dedupe_window or self.settings.dedupe_window
+        if not spec.dedupe:
+            self.dedupe = None
 
     @property
     def name(self) -> str:
@@ -111,23 +116,51 @@ class ConsumerRunner:
         except pydantic.ValidationError as exc:
             await self._dead(message, attempt, f"event does not validate: {exc}")
             return
+        key = f"{self.name}:{event.idempotency_key}"
+        if self.dedupe is not None:
+            try:
+                claim = await self.dedupe.claim(key, self.timeout + 5.0)
+            except Exception as exc:
+                await self._failed(message, attempt, f"dedupe store: {_describe(exc)}", None)
+                return
+            if claim is Claim.DONE:
+                await message.ack()
+                log.info("duplicate dropped", idempotency_key=event.idempotency_key)
+                return
+            if claim is Claim.BUSY:
+                await self._failed(message, attempt, "the same event is being handled", None)
+                return
         started = time.monotonic()
+        error = await self._run_handler(event)
+        if error is None:
+            if self.dedupe is not None:
+                await self.dedupe.done(key, self.dedupe_window)
+            await message.ack()
+            log.debug("handled", elapsed=round(time.monotonic() - started, 4))
+            return
+        if self.dedupe is not None:
+            await self.dedupe.release(key)
+        retryable, reason, requested = error
+        if retryable:
+            await self._failed(message, attempt, reason, requested)
+        else:
+            await self._dead(message, attempt, reason)
+
+    async def _run_handler(self, event: CallbackEvent) -> tuple[bool, str, float | None] | None:
+        """Run the handler; None on success, else (retryable, reason, requested delay)."""
         try:
             await asyncio.wait_for(self.consumer.handle(event), timeout=self.timeout)
         except asyncio.CancelledError:
             raise
         except GiveUp as exc:
-            await self._dead(message, attempt, f"GiveUp: {exc}")
+            return False, f"GiveUp: {exc}", None
         except pydantic.ValidationError as exc:
-            await self._dead(message, attempt, f"not retryable: {_describe(exc)}")
+            return False, f"not retryable: {_describe(exc)}", None
         except TimeoutError:
-            await self._failed(message, attempt, f"timed out after {self.timeout:g}s", None)
+            return True, f"timed out after {self.timeout:g}s", None
         except Exception as exc:
-            requested = exc.delay if isinstance(exc, Retry) else None
-            await self._failed(message, attempt, _describe(exc), requested)
-        else:
-            await message.ack()
-            log.debug("handled", elapsed=round(time.monotonic() - started, 4))
+            return True, _describe(exc), exc.delay if isinstance(exc, Retry) else None
+        return None
 
     async def _failed(
         self, message: AbstractIncomingMessage, attempt: int, error: str, requested: float | None
@@ -195,7 +228,8 @@ class WorkerService:
     def __init__(self, settings: Settings, consumers: Sequence[LoadedConsumer]) -> None:
         self.settings = settings
         self.topology = Topology(settings.prefix)
-        self.runners = [ConsumerRunner(c, settings, self.topology) for c in consumers]
+        self.store = build_store(settings) if any(c.spec.dedupe for c in consumers) else None
+        self.runners = [ConsumerRunner(c, settings, self.topology, self.store) for c in consumers]
         self._connection: AbstractRobustConnection | None = None
         self._starting: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -228,3 +262,5 @@ class WorkerService:
         await asyncio.gather(*(r.stop(self.settings.shutdown_grace) for r in self.runners))
         if self._connection is not None:
             await self._connection.close()
+        if self.store is not None:
+            await self.store.close()

@@ -30,6 +30,7 @@ class Recorder:
     delay: float = 0.0
     max_attempts: int | None = None
     retry_delays: Sequence[float] | None = None
+    dedupe: bool = False
     events: list[CallbackEvent] = field(default_factory=list)
     calls: list[float] = field(default_factory=list)
 
@@ -39,6 +40,7 @@ class Recorder:
             routes=list(self.routes),
             max_attempts=self.max_attempts,
             retry_delays=self.retry_delays,
+            dedupe=self.dedupe,
         )
         async def handle(event: CallbackEvent) -> None:
             self.calls.append(asyncio.get_running_loop().time())
