@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(
         30.0, ge=0, description="Seconds in-flight handlers get to finish on SIGTERM."
     )
+    # Duplicates
+    redis_url: SecretStr | None = Field(
+        None,
+        description="Redis URL of the dedupe store shared by all workers (unset: in-process).",
+    )
+    dedupe_window: float = Field(
+        86400.0, gt=0, description="Default seconds a handled idempotency key is remembered."
+    )
     # Operations
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
     log_json: bool = Field(True, description="JSON log lines (false: human-readable).")
