@@ -26,7 +26,7 @@ __all__ = ["main"]
 log = get_logger("cli")
 
 #: Flags that read better in the singular on the command line.
-_SINGULAR = {"consumers": "consumer"}
+_SINGULAR = {"consumers": "consumer", "tokens": "token"}
 
 
 def _flag(name: str) -> str:
@@ -82,12 +82,91 @@ def _build_parser() -> argparse.ArgumentParser:
     }
     for command, text in roles.items():
         _add_settings_flags(sub.add_parser(command, help=text, description=text))
+    _add_parked_commands(sub)
     parse = sub.add_parser(
         "parse", help="parse callback files offline and print one JSON event per line"
     )
     parse.add_argument("files", nargs="+", type=Path, metavar="FILE")
     parse.add_argument("--content-type", default=None, help="content type, if known")
     return parser
+
+
+def _add_parked_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parked = sub.add_parser(
+        "parked",
+        help="operate the parking queues: list, show, replay, purge",
+        description="QUEUE is `unparsed`, `unrouted`, a consumer name (its dead queue) "
+        "or a full queue name.",
+    )
+    actions = parked.add_subparsers(dest="action", required=True, metavar="ACTION")
+    texts = {
+        "list": "message counts of every parking queue",
+        "show": "print parked messages (JSON lines) without removing them",
+        "replay": "send parked messages back (unparsed: to the router; unrouted: to the events "
+        "exchange; dead: to the consumer's queue), attempts reset",
+        "purge": "delete parked messages (asks for confirmation unless --yes)",
+    }
+    for action, text in texts.items():
+        cmd = actions.add_parser(action, help=text, description=text)
+        if action != "list":
+            cmd.add_argument("queue", metavar="QUEUE")
+            cmd.add_argument("--routing-key", help="only messages whose routing key matches")
+            cmd.add_argument("--job-id", help="only events of this job")
+            cmd.add_argument("--reason", help="only messages whose reason contains this text")
+        if action == "show":
+            cmd.add_argument("--limit", type=int, default=20, help="at most this many")
+            cmd.add_argument("--body", action="store_true", help="include the bodies")
+        if action == "replay":
+            cmd.add_argument("--dry-run", action="store_true", help="count, change nothing")
+        if action == "purge":
+            cmd.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        _add_settings_flags(cmd)
+
+
+async def _parked(args: argparse.Namespace, settings: Settings) -> int:
+    from shared.amqp import connect
+    from shared.topology import Topology
+    from workers.parking import MessageFilter, Parking
+
+    connection = await connect(settings, role="parked")
+    try:
+        parking = Parking(connection, Topology(settings.prefix))
+        if args.action == "list":
+            names = _consumer_names(settings)
+            for queue, count in (await parking.counts(names)).items():
+                print(f"{count:>10}  {queue}")
+            return 0
+        queue = parking.resolve(args.queue)
+        where = MessageFilter(args.routing_key, args.job_id, args.reason)
+        if args.action == "show":
+            for parked in await parking.show(queue, where, args.limit):
+                print(json.dumps(parked.as_dict(with_body=args.body), ensure_ascii=False))
+            return 0
+        if args.action == "replay":
+            count = await parking.replay(queue, where, dry_run=args.dry_run)
+            print(f"{'would replay' if args.dry_run else 'replayed'} {count} from {queue}")
+            return 0
+        if not args.yes and not _confirmed(queue):
+            print("purge cancelled", file=sys.stderr)
+            return 1
+        print(f"purged {await parking.purge(queue, where)} from {queue}")
+        return 0
+    finally:
+        await connection.close()
+
+
+def _confirmed(queue: str) -> bool:
+    if not sys.stdin.isatty():
+        print("refusing to purge without --yes (no terminal to ask)", file=sys.stderr)
+        return False
+    return input(f"type the queue name to purge it ({queue}): ").strip() == queue
+
+
+def _consumer_names(settings: Settings) -> list[str]:
+    from workers.loader import load_consumers
+
+    consumers = load_consumers(settings.consumers, use_entry_points=settings.entry_points)
+    return [c.spec.name for c in consumers]
 
 
 def _services(command: str, settings: Settings) -> list[Service]:
@@ -130,7 +209,6 @@ def _parse_files(files: Sequence[Path], content_type: str | None) -> int:
 
 
 def _run(command: str, settings: Settings) -> int:
-    configure_logging(settings)
     services = _services(command, settings)
     try:
         import uvloop
@@ -147,7 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "parse":
         return _parse_files(args.files, args.content_type)
     try:
-        return _run(args.command, _settings_from(args))
+        settings = _settings_from(args)
+        configure_logging(settings)
+        if args.command == "parked":
+            return asyncio.run(_parked(args, settings))
+        return _run(args.command, settings)
     except FanoutError as exc:
         print(f"callback-fanout: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1

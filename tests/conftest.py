@@ -8,11 +8,13 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 import aio_pika
 import pytest
+import structlog
 from pydantic import SecretStr
 from yarl import URL
 
@@ -25,6 +27,12 @@ from tests.support.system import Recorder, RunningSystem
 RUN_PREFIX = f"t{os.getpid()}{secrets.token_hex(2)}"
 _counter = itertools.count(1)
 SEEDS = Path(__file__).parent / "fixtures" / "seeds"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _logs_to_stderr() -> None:
+    """Logs go to stderr, as in production, so stdout holds only what commands print."""
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from shared.events import CallbackEvent
 
 from shared.errors import ConsumerDeclarationError
+from shared.events import CallbackEvent
 from workers import Consumer, consumer
 from workers.consumer import LoadedConsumer
 from workers.loader import load_consumers

@@ -7,6 +7,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
+
 from shared.events import CallbackEvent, Envelope
 
 __all__ = ["envelope_of", "event_message", "http_headers_of"]

@@ -19,11 +19,11 @@ from aio_pika.abc import (
     AbstractRobustConnection,
     HeadersType,
 )
-from shared.parser import parse_callback
 
 from shared.amqp import connect
 from shared.errors import ParseError
 from shared.logs import get_logger
+from shared.parser import parse_callback
 from shared.settings import Settings
 from shared.topology import Topology
 from workers.envelope import envelope_of, event_message, http_headers_of

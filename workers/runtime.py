@@ -23,10 +23,10 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from shared.events import CallbackEvent
 
 from shared.amqp import connect
 from shared.errors import GiveUp, Retry
+from shared.events import CallbackEvent
 from shared.logs import get_logger
 from shared.settings import Settings
 from shared.topology import ConsumerQueues, Topology

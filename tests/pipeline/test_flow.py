@@ -9,8 +9,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from shared.parser import parse_callback
 
+from shared.parser import parse_callback
 from shared.settings import Settings
 from tests.conftest import SEEDS, StartSystem
 from tests.support.broker import BrokerClient

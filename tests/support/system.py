@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from shared.events import CallbackEvent
 
 from ingress.server import IngressService
+from shared.events import CallbackEvent
 from shared.settings import Settings
 from workers.consumer import LoadedConsumer, consumer
 from workers.router import RouterService

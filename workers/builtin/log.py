@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from shared.events import CallbackEvent
-
 from shared.logs import get_logger
 from workers.consumer import consumer
 

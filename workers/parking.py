@@ -1,0 +1,242 @@
+"""Operating the parking queues: count, inspect, replay and purge.
+
+Parking queues are ``<prefix>.unparsed`` (bodies that did not parse), ``<prefix>.unrouted``
+(events no consumer wanted) and ``<prefix>.consumer.<name>.dead`` (events a consumer could
+not handle). Inspecting never removes anything: messages are fetched unacknowledged and
+handed back when the channel closes. Replay publishes a copy (confirmed) to where the message
+came from, with its original properties and the attempt count reset, then removes it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
+from shared.errors import ConfigError
+from shared.topology import Topology
+
+__all__ = ["MessageFilter", "ParkedMessage", "Parking", "topic_matches"]
+
+#: Headers the system added on the way to a parking queue; replay removes them.
+PARKING_HEADERS = frozenset(
+    {
+        "x-parse-error",
+        "x-parse-location",
+        "x-attempts",
+        "x-last-error",
+        "x-consumer",
+        "x-dead-at",
+        "x-death",
+        "x-first-death-exchange",
+        "x-first-death-queue",
+        "x-first-death-reason",
+        "x-delivery-count",
+    }
+)
+
+
+def topic_matches(pattern: str, key: str) -> bool:
+    """AMQP topic matching: ``*`` is exactly one word, ``#`` zero or more words."""
+    words = pattern.split(".")
+    parts = key.split(".") if key else []
+
+    def match(i: int, j: int) -> bool:
+        if i == len(words):
+            return j == len(parts)
+        if words[i] == "#":
+            return any(match(i + 1, k) for k in range(j, len(parts) + 1))
+        return j < len(parts) and words[i] in ("*", parts[j]) and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
+@dataclass(frozen=True)
+class ParkedMessage:
+    """One parked message as an operator sees it."""
+
+    queue: str
+    message: AbstractIncomingMessage
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        return dict(self.message.headers or {})
+
+    @property
+    def reason(self) -> str:
+        h = self.headers
+        return str(h.get("x-parse-error") or h.get("x-last-error") or "no consumer bound")
+
+    @property
+    def routing_key(self) -> str | None:
+        key = self.headers.get("x-routing-key")
+        return str(key) if key is not None else None
+
+    @property
+    def job_id(self) -> str | None:
+        if self.message.content_type != "application/json":
+            return None
+        try:
+            value = json.loads(self.message.body).get("job_id")
+        except (ValueError, AttributeError):
+            return None
+        return str(value) if value is not None else None
+
+    def as_dict(self, *, with_body: bool) -> dict[str, Any]:
+        h = self.headers
+        out: dict[str, Any] = {
+            "queue": self.queue,
+            "message_id": self.message.message_id,
+            "routing_key": self.routing_key,
+            "job_id": self.job_id,
+            "reason": self.reason,
+            "attempts": h.get("x-attempts"),
+            "content_type": self.message.content_type,
+            "size": len(self.message.body),
+            "headers": {k: _jsonable(v) for k, v in h.items()},
+        }
+        if with_body:
+            out["body"] = self.message.body.decode("utf-8", "backslashreplace")
+        return out
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """Which parked messages an operation applies to (all when every field is None)."""
+
+    routing_key: str | None = None
+    job_id: str | None = None
+    reason: str | None = None
+
+    def matches(self, parked: ParkedMessage) -> bool:
+        if self.routing_key is not None and not (
+            parked.routing_key and topic_matches(self.routing_key, parked.routing_key)
+        ):
+            return False
+        if self.job_id is not None and parked.job_id != self.job_id:
+            return False
+        return self.reason is None or self.reason in parked.reason
+
+
+class Parking:
+    """The parking queues of one prefix."""
+
+    def __init__(self, connection: AbstractRobustConnection, topology: Topology) -> None:
+        self.connection = connection
+        self.topology = topology
+
+    def resolve(self, name: str) -> str:
+        """``unparsed``, ``unrouted``, a consumer name (its dead queue) or a full queue name."""
+        t = self.topology
+        if name in ("unparsed", "unrouted"):
+            return t.unparsed if name == "unparsed" else t.unrouted
+        if name.startswith(f"{t.prefix}."):
+            if name in (t.unparsed, t.unrouted) or name.endswith(".dead"):
+                return name
+            raise ConfigError(f"{name!r} is not a parking queue")
+        return f"{t.prefix}.consumer.{name}.dead"
+
+    async def counts(self, consumer_names: Sequence[str]) -> dict[str, int]:
+        channel = await self.connection.channel()
+        try:
+            return {
+                queue: await self.topology.message_count(channel, queue)
+                for queue in self.topology.parking_queues(consumer_names)
+            }
+        finally:
+            await channel.close()
+
+    async def _each(
+        self, channel: AbstractChannel, queue: str, where: MessageFilter
+    ) -> AsyncIterator[ParkedMessage]:
+        """Every matching message, fetched unacked (handed back when ``channel`` closes)."""
+        declared = await self.topology.declare_queue(channel, queue)
+        total = declared.declaration_result.message_count or 0
+        for _ in range(total):
+            message = await declared.get(no_ack=False, fail=False)
+            if message is None:
+                return
+            parked = ParkedMessage(queue, message)
+            if where.matches(parked):
+                yield parked
+
+    async def show(self, queue: str, where: MessageFilter, limit: int) -> list[ParkedMessage]:
+        channel = await self.connection.channel()
+        found: list[ParkedMessage] = []
+        try:
+            async for parked in self._each(channel, queue, where):
+                found.append(parked)
+                if len(found) >= limit:
+                    break
+        finally:
+            await channel.close()  # nothing was acked: everything goes back
+        return found
+
+    async def replay(self, queue: str, where: MessageFilter, *, dry_run: bool) -> int:
+        """Send matching messages back where they came from; returns how many."""
+        channel = await self.connection.channel(publisher_confirms=True)
+        replayed = 0
+        try:
+            async for parked in self._each(channel, queue, where):
+                if not dry_run:
+                    exchange, key = await self._destination(channel, parked)
+                    await exchange.publish(_fresh_copy(parked.message), routing_key=key)
+                    await parked.message.ack()
+                replayed += 1
+        finally:
+            await channel.close()
+        return replayed
+
+    async def purge(self, queue: str, where: MessageFilter) -> int:
+        channel = await self.connection.channel()
+        purged = 0
+        try:
+            async for parked in self._each(channel, queue, where):
+                await parked.message.ack()
+                purged += 1
+        finally:
+            await channel.close()
+        return purged
+
+    async def _destination(
+        self, channel: AbstractChannel, parked: ParkedMessage
+    ) -> tuple[aio_pika.abc.AbstractExchange, str]:
+        t = self.topology
+        if parked.queue == t.unparsed:
+            return channel.default_exchange, t.raw
+        if parked.queue == t.unrouted:
+            events = await channel.get_exchange(t.events, ensure=False)
+            return events, parked.routing_key or parked.message.routing_key or ""
+        return channel.default_exchange, parked.queue.removesuffix(".dead")
+
+
+def _fresh_copy(message: AbstractIncomingMessage) -> aio_pika.Message:
+    headers = {k: v for k, v in (message.headers or {}).items() if k not in PARKING_HEADERS}
+    return aio_pika.Message(
+        message.body,
+        headers=headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        timestamp=message.timestamp,
+        type=message.type,
+        app_id=message.app_id,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
