@@ -1,0 +1,292 @@
+"""The event model: one :class:`CallbackEvent` per job a callback reports.
+
+This is the contract between the router, the workers and every consumer. Field names are
+snake_case; the vendor's names are aliases (``job_id`` / ``JobId``), so an event validates
+from either. Events are immutable and survive a JSON round trip unchanged::
+
+    CallbackEvent.model_validate_json(event.model_dump_json()) == event
+
+Every value of the body is reachable from the event: in a typed field, or in
+``model_extra`` of the model it belongs to (keys of the body's top level other than the
+event's own go to ``response_extra``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, Union
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
+
+from shared.moderation import (
+    MODERATION_EVENTS,
+    AudioModeration,
+    DocumentModeration,
+    HtmlModeration,
+    ImageModeration,
+    ModerationResult,
+    TextModeration,
+    VideoModeration,
+    hit_label,
+    verdict_of,
+)
+from shared.objects import JobInput
+from shared.operations import (
+    AnimationOperation,
+    ConcatOperation,
+    DigitalWatermarkOperation,
+    ExtractDigitalWatermarkOperation,
+    GenericOperation,
+    ImageInspectOperation,
+    ImageOCROperation,
+    MediaInfoOperation,
+    NoiseReductionOperation,
+    PicProcessOperation,
+    QualityEstimateOperation,
+    SDRtoHDROperation,
+    SegmentOperation,
+    SmartCoverOperation,
+    SnapshotOperation,
+    StreamExtractOperation,
+    SuperResolutionOperation,
+    TaskOperation,
+    TranscodeOperation,
+    TranslationOperation,
+    TtsOperation,
+    VideoMontageOperation,
+    VideoProcessOperation,
+    VoiceSeparateOperation,
+)
+from shared.routing import MISSING, digest, routing_key, task_state_word
+from shared.vendor import Int, Nested, Text, VendorModel, VendorTime
+from shared.workflow import WorkflowExecution, WorkflowRef
+
+__all__ = [
+    "OPERATION_MODELS",
+    "CallbackEvent",
+    "Envelope",
+    "EventFamily",
+    "Operation",
+]
+
+EventFamily = Literal["task", "workflow", "moderation"]
+
+#: The operation model for each ``kind`` (a task's ``Tag``, a moderation event's name).
+OPERATION_MODELS: dict[str, type[TaskOperation]] = {
+    model.model_fields["kind"].default: model
+    for model in (
+        ImageOCROperation,
+        ImageInspectOperation,
+        PicProcessOperation,
+        TranslationOperation,
+        DigitalWatermarkOperation,
+        ExtractDigitalWatermarkOperation,
+        TranscodeOperation,
+        SnapshotOperation,
+        AnimationOperation,
+        ConcatOperation,
+        SegmentOperation,
+        SmartCoverOperation,
+        VideoMontageOperation,
+        VoiceSeparateOperation,
+        SDRtoHDROperation,
+        SuperResolutionOperation,
+        VideoProcessOperation,
+        StreamExtractOperation,
+        TtsOperation,
+        NoiseReductionOperation,
+        MediaInfoOperation,
+        QualityEstimateOperation,
+        ImageModeration,
+        TextModeration,
+        AudioModeration,
+        VideoModeration,
+        DocumentModeration,
+        HtmlModeration,
+    )
+}
+_GENERIC = "Generic"
+
+
+def _operation_model(value: Any) -> str:
+    if isinstance(value, dict):
+        kind = value.get("kind", value.get("Kind"))
+    else:
+        kind = getattr(value, "kind", None)
+    return kind if kind in OPERATION_MODELS else _GENERIC
+
+
+if TYPE_CHECKING:
+    Operation = TaskOperation
+else:
+    # A tagged union of every model in the registry plus the generic one, picked by kind.
+    Operation = Annotated[
+        Union[  # built from the registry at import
+            (
+                *(Annotated[model, Tag(kind)] for kind, model in OPERATION_MODELS.items()),
+                Annotated[GenericOperation, Tag(_GENERIC)],
+            )
+        ],
+        Discriminator(_operation_model),
+    ]
+
+
+class Envelope(BaseModel):
+    """What the ingress knew about the HTTP request that carried the body."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", ser_json_bytes="base64", val_json_bytes="base64"
+    )
+
+    request_id: str
+    received_at: AwareDatetime
+    source_address: str | None = None
+    content_type: str | None = None
+    headers: dict[str, str] = {}
+    token_name: str | None = None
+    raw_body: bytes
+
+
+def _tag(value: Any) -> Any:
+    if value is None or (type(value) is str and not value.strip()):
+        return MISSING
+    return value
+
+
+class CallbackEvent(VendorModel):
+    """One job's result, whatever the shape of the callback that reported it."""
+
+    event_name: str = "TaskFinish"
+    tag: Annotated[str, BeforeValidator(_tag)] = MISSING
+    sub_tag: Text = None
+    state: Text = None
+    code: Text = None
+    message: Text = None
+    job_id: Text = None
+    queue_id: Text = None
+    progress: Int = None
+    creation_time: VendorTime = None
+    start_time: VendorTime = None
+    end_time: VendorTime = None
+    input: Nested[JobInput] = None
+    operation: Nested[Operation] = None
+    workflow: Nested[WorkflowRef] = None
+    workflow_execution: Nested[WorkflowExecution] = None
+
+    body_format: Literal["xml", "json"] | None = None
+    content_version: Text = None
+    is_test: bool = False
+    job_index: int = 0
+    job_count: int = 1
+    repaired: bool = False
+    repairs: list[str] = Field(default_factory=list)
+    response_extra: dict[str, Any] = Field(default_factory=dict)
+    routing_key: str = ""
+    idempotency_key: str = ""
+    envelope: Envelope | None = None
+
+    @property
+    def family(self) -> EventFamily:
+        """``moderation`` for ``Review*`` events, ``workflow`` for ``WorkflowFinish``."""
+        if self.event_name in MODERATION_EVENTS:
+            return "moderation"
+        if self.event_name == "WorkflowFinish" or self.workflow_execution is not None:
+            return "workflow"
+        return "task"
+
+    @property
+    def verdict(self) -> str | None:
+        """A moderation event's ``Pass``/``Block``/``Review``; ``None`` for other events."""
+        op = self.operation
+        if isinstance(op, ModerationResult):
+            return op.verdict
+        return None
+
+    @property
+    def failed_sub_steps(self) -> list[str]:
+        """Sub-steps that failed inside the job (``DigitalWatermark``), even if it succeeded."""
+        return self.operation.failed_sub_steps if self.operation is not None else []
+
+    @model_validator(mode="after")
+    def _derive_keys(self) -> Self:
+        if not self.routing_key:
+            object.__setattr__(self, "routing_key", self._routing_key())
+        if not self.idempotency_key:
+            object.__setattr__(self, "idempotency_key", self._idempotency_key())
+        return self
+
+    def _routing_key(self) -> str:
+        family = self.family
+        if family == "moderation":
+            return routing_key(self.event_name, self._moderation_label(), self._verdict_word())
+        if family == "workflow":
+            ref = self.workflow
+            run = self.workflow_execution
+            name = (ref.workflow_name or ref.workflow_id) if ref else None
+            if not name and run is not None:
+                name = run.workflow_name or run.workflow_id
+            return routing_key(self.event_name, name, self.state)
+        return routing_key(self.event_name, self.tag, task_state_word(self.state, self.code))
+
+    def _verdict_word(self) -> str | None:
+        if self.state and self.state.strip() and self.state != "Success":
+            return self.state
+        return self.verdict
+
+    def _moderation_label(self) -> str | None:
+        if self.is_test:
+            return "Test"
+        op = self.operation
+        if not isinstance(op, ModerationResult):
+            return None
+        if op.label and op.label.strip():
+            return op.label
+        found = hit_label(op)
+        if found:
+            return found
+        return "Normal" if verdict_of(op.result, op.suggestion) == "Pass" else None
+
+    def _idempotency_key(self) -> str:
+        family = self.family
+        op = self.operation
+        parts = ["v1", self.routing_key]
+        if family == "workflow":
+            run = self.workflow_execution
+            identity = (self.workflow.run_id if self.workflow else None) or (
+                run.run_id if run else None
+            )
+            parts += [f"{t.job_id}={t.state}" for t in (run.tasks if run else [])]
+        elif family == "moderation":
+            identity = self.job_id or (op.trace_id if isinstance(op, ModerationResult) else None)
+            if isinstance(op, ModerationResult):
+                parts += [str(op.result), str(op.suggestion), str(op.score), str(op.forbid_state)]
+        else:
+            identity = self.job_id
+            parts += [self.code or "", self.end_time.isoformat() if self.end_time else ""]
+        if not identity:
+            content = self.model_dump_json(exclude=_NOT_CONTENT)
+            identity = "content:" + digest([content])
+        parts.append(identity)
+        return digest(parts)
+
+
+#: What the event knows about its delivery rather than about the job's result.
+_NOT_CONTENT = {
+    "envelope",
+    "routing_key",
+    "idempotency_key",
+    "repaired",
+    "repairs",
+    "body_format",
+    "content_version",
+    "job_index",
+    "job_count",
+}

@@ -1,0 +1,135 @@
+"""The base of every model of a vendor body, and the lenient field types its bodies need.
+
+The sender writes the same callback as XML or as JSON built by XML-to-JSON rules, so one
+value arrives in several spellings: ``"98"`` or ``98``; ``"true"`` or ``true``; one object
+or a list of them; ``""`` or ``<Tag/>`` for "nothing". The types here accept all of them and
+give one Python value:
+
+- :data:`Int`, :data:`Float`, :data:`Bool`: a number or flag from a string or a JSON value;
+  blank means ``None``.
+- :data:`Text`: a string; a JSON number is kept as written (``coerce_numbers_to_str``).
+- :data:`Nested`: an optional sub-model; a blank (empty element) means ``None``.
+- :data:`ListOf`: always a list: one value becomes a list of one, a blank an empty list.
+- :data:`VendorTime`: a timezone-aware datetime from every form the sender uses, or
+  ``None`` for ``-`` and blank.
+
+Every model derives from :class:`VendorModel`: snake_case field names, the vendor's
+PascalCase names as aliases, and ``extra="allow"`` so that a key no field names is kept
+(in ``model_extra``) rather than dropped. That is what makes parsing lossless.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict
+from pydantic.alias_generators import to_pascal
+
+__all__ = [
+    "SENDER_TIMEZONE",
+    "Bool",
+    "Float",
+    "Int",
+    "ListOf",
+    "Nested",
+    "Text",
+    "TextList",
+    "VendorModel",
+    "VendorTime",
+    "as_list",
+    "blank_to_none",
+    "parse_vendor_time",
+]
+
+#: The sender's clock: China Standard Time. Used only for a time written without an offset.
+SENDER_TIMEZONE = timezone(timedelta(hours=8), "CST")
+
+_T = TypeVar("_T")
+
+
+class VendorModel(BaseModel):
+    """Base of the models of a vendor body: aliases, lenient input, nothing dropped."""
+
+    model_config = ConfigDict(
+        alias_generator=to_pascal,
+        populate_by_name=True,
+        extra="allow",
+        frozen=True,
+        coerce_numbers_to_str=True,
+        allow_inf_nan=False,
+        ser_json_bytes="base64",
+        val_json_bytes="base64",
+    )
+
+
+def _is_blank(value: object) -> bool:
+    return value is None or (type(value) is str and (not value or value.isspace()))
+
+
+def blank_to_none(value: Any) -> Any:
+    """``None`` for a blank (``""``, whitespace only, ``None``); anything else unchanged."""
+    if type(value) is str and (not value or value.isspace()):
+        return None
+    return value
+
+
+def as_list(value: Any) -> Any:
+    """A list: a list unchanged, a blank as ``[]``, a single value as a list of one.
+
+    Blank items of a list are dropped: an empty element in a run of repeated containers
+    (``<Audio/>``) stands for no item, not for an item without fields.
+    """
+    if type(value) is list:
+        if any(_is_blank(item) for item in value):
+            return [item for item in value if not _is_blank(item)]
+        return value
+    if _is_blank(value):
+        return []
+    return [value]
+
+
+def _keep_blank_items(value: Any) -> Any:
+    if type(value) is list:
+        return value
+    if value is None or value == "":
+        return []
+    return [value]
+
+
+def parse_vendor_time(value: Any) -> Any:
+    """A datetime for the sender's time strings; ``None`` for ``-`` and blank.
+
+    Accepts ``2023-11-25T08:47:39+0800``, ``2021-09-14 15:00:26+0800`` and
+    ``2022-08-03T18:45:50+08:00``. A time without an offset is taken as the sender's
+    (:data:`SENDER_TIMEZONE`). Anything else is handed on unchanged, for pydantic to parse
+    or refuse.
+    """
+    if type(value) is not str:
+        return value
+    text = value.strip()
+    if not text or text == "-":
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return value
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=SENDER_TIMEZONE)
+    return parsed
+
+
+Int = Annotated[int | None, BeforeValidator(blank_to_none)]
+Float = Annotated[float | None, BeforeValidator(blank_to_none)]
+Bool = Annotated[bool | None, BeforeValidator(blank_to_none)]
+Text = str | None
+VendorTime = Annotated[AwareDatetime | None, BeforeValidator(parse_vendor_time)]
+
+Nested = Annotated[_T | None, BeforeValidator(blank_to_none)]
+"""An optional sub-model; an empty element (blank) is ``None``."""
+
+ListOf = Annotated[list[_T], BeforeValidator(as_list)]
+"""A list of sub-models or values; one value is a list of one, a blank an empty list."""
+
+TextList = Annotated[list[str], BeforeValidator(_keep_blank_items)]
+"""A list of strings where an empty string is a value (``<ObjectName/>`` in a run)."""
