@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
 from aiohttp import web
 
+from ingress.guard import CLIENT, GUARD, TOKEN_NAME, Guard, guard_middleware
 from ingress.publisher import Publisher, RawMeta
 from shared.errors import BrokerUnavailable
 from shared.logs import get_logger
@@ -41,27 +43,43 @@ def _unavailable(settings: Settings, reason: str) -> web.Response:
 
 
 async def receive_callback(request: web.Request) -> web.Response:
-    """``POST /callbacks``: 200 once the body is durable; 503 + Retry-After otherwise."""
+    """``POST /callbacks[/{token}]``: 200 once the body is durable; 503 + Retry-After otherwise.
+
+    The guard middleware has checked the client and the token before this runs.
+    """
     app = request.app
     settings = app[SETTINGS]
     if app[STATE].draining:
         return _unavailable(settings, "shutting down")
     length = request.content_length
     if length is not None and length > settings.max_body_bytes:
+        app[GUARD].refuse("too_large", request)
         raise web.HTTPRequestEntityTooLarge(max_size=settings.max_body_bytes, actual_size=length)
-    body = await request.read()  # bounded by client_max_size: 413 past the limit
+    try:
+        async with asyncio.timeout(settings.body_timeout):
+            body = await request.read()  # bounded by client_max_size: 413 past the limit
+    except TimeoutError:
+        app[GUARD].refuse("slow_body", request)
+        timed_out = web.json_response({"error": "request timeout"}, status=408)
+        timed_out.force_close()
+        return timed_out
+    except web.HTTPRequestEntityTooLarge:
+        app[GUARD].refuse("too_large", request)
+        raise
     if not body:
         return web.json_response(
             {"error": "empty body", "reason": "a callback has a body"}, status=400
         )
     request_id = uuid.uuid4().hex
     headers = {name: value for name in KEPT_HEADERS if (value := request.headers.get(name))}
+    client = request.get(CLIENT)
     meta = RawMeta(
         request_id=request_id,
         received_at=time.time(),
         content_type=request.headers.get("Content-Type"),
-        source_address=request.remote,
+        source_address=str(client) if client is not None else request.remote,
         headers=headers,
+        token_name=request.get(TOKEN_NAME),
     )
     try:
         await app[PUBLISHER].publish(body, meta)
@@ -84,21 +102,28 @@ async def readyz(request: web.Request) -> web.Response:
     app = request.app
     ready = app[PUBLISHER].ready and not app[STATE].draining
     body = {"status": "ready" if ready else "not ready", "broker": app[PUBLISHER].ready}
+    body.update(app[GUARD].status())
     return web.json_response(body, status=200 if ready else 503)
 
 
 ROUTES = [
-    web.post("/callbacks", receive_callback),
-    web.get("/healthz", healthz),
-    web.get("/readyz", readyz),
+    web.post("/callbacks", receive_callback, name="callbacks"),
+    web.post("/callbacks/{token}", receive_callback, name="callbacks-token"),
+    web.get("/healthz", healthz, name="healthz"),
+    web.get("/readyz", readyz, name="readyz"),
 ]
 
 
 def create_app(settings: Settings, publisher: Publisher) -> web.Application:
-    """The ingress application, given its settings and a publisher."""
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    """The ingress application, given its settings and a publisher.
+
+    Raises :class:`ConfigError` when the security settings are invalid (a bad token, CIDR
+    or token file).
+    """
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[guard_middleware])
     app[SETTINGS] = settings
     app[PUBLISHER] = publisher
     app[STATE] = IngressState()
+    app[GUARD] = Guard.from_settings(settings)
     app.add_routes(ROUTES)
     return app

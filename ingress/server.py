@@ -8,6 +8,7 @@ import contextlib
 from aiohttp import web
 
 from ingress.app import STATE, create_app
+from ingress.guard import GUARD
 from ingress.publisher import AmqpPublisher
 from shared.logs import get_logger
 from shared.settings import Settings
@@ -38,13 +39,25 @@ class IngressService:
 
     async def start(self) -> None:
         self._connecting = asyncio.create_task(self.publisher.start(self._stop))
+        settings = self.settings
         self._runner = web.AppRunner(
-            self.app, access_log=None, shutdown_timeout=self.settings.shutdown_grace
+            self.app,
+            access_log=None,  # an access log would print the token in the path
+            shutdown_timeout=settings.shutdown_grace,
+            # Against slow or oversized heads: the idle timer runs from the connection's
+            # start until a complete request head has arrived (and between requests), so a
+            # client that trickles its head in is cut off; the body has `body_timeout`.
+            keepalive_timeout=settings.header_timeout,
+            max_line_size=settings.max_header_bytes,
+            max_field_size=settings.max_header_bytes,
+            max_headers=settings.max_headers,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port, reuse_port=True)
         await site.start()
         log.info("ingress listening", host=self.settings.host, port=self.port)
+        for warning in self.app[GUARD].warnings:
+            log.warning(warning)
 
     async def stop(self) -> None:
         if self._runner is None:

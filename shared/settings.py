@@ -8,6 +8,7 @@ environment.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
@@ -52,6 +53,50 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Seconds to wait for the broker's confirm before answering 503."
     )
     retry_after: int = Field(5, ge=1, description="Retry-After seconds sent with a 503.")
+    # Ingress security
+    tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Secret callback tokens as NAME=SECRET: POST /callbacks/SECRET or "
+        "/callbacks?token=SECRET (repeatable flag; comma separated in the environment; "
+        "none and no token file: the endpoint is open).",
+    )
+    token_file: Path | None = Field(
+        None,
+        description="File of NAME=SECRET lines (a Docker secret), read at start; "
+        "its tokens add to `tokens`.",
+    )
+    allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Client networks (CIDRs) allowed to post; others get 403 (empty: any).",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Proxies (CIDRs) whose forwarded-for header names the real client.",
+    )
+    forwarded_header: str = Field(
+        "X-Forwarded-For",
+        description="Header a trusted proxy puts the client address in.",
+    )
+    rate_limit: float = Field(
+        0.0, ge=0, description="Requests per second allowed per client address (0: no limit)."
+    )
+    rate_burst: int = Field(20, ge=1, description="Requests a client may send at once.")
+    rate_limit_clients: int = Field(
+        100_000, ge=1, description="Client addresses the rate limiter remembers at most."
+    )
+    header_timeout: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds a connection may take to send a complete request head "
+        "(also how long an idle keep-alive connection stays open).",
+    )
+    body_timeout: float = Field(
+        30.0, gt=0, description="Seconds a request may take to send its whole body (408 after)."
+    )
+    max_header_bytes: int = Field(
+        8190, ge=256, description="Longest request line or header field accepted."
+    )
+    max_headers: int = Field(64, ge=8, description="Most header fields a request may carry.")
     # Router
     router_prefetch: int = Field(64, ge=1, description="Raw bodies a router holds unacked.")
     # Consumer workers
@@ -90,7 +135,9 @@ class Settings(BaseSettings):
     log_json: bool = Field(True, description="JSON log lines (false: human-readable).")
     log_bodies: bool = Field(False, description="Log callback bodies (debug only).")
 
-    @field_validator("consumers", "retry_delays", mode="before")
+    @field_validator(
+        "consumers", "retry_delays", "tokens", "allowed_networks", "trusted_proxies", mode="before"
+    )
     @classmethod
     def _lists_from_csv(cls, value: object) -> object:
         return _split_csv(value)
