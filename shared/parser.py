@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -136,7 +135,7 @@ def _parse(
         try:
             events.append(CallbackEvent.model_validate(fields))
         except ValidationError as err:
-            raise _validation_error(err, where) from None
+            raise _validation_error(err, where, fields) from None
     return events
 
 
@@ -168,27 +167,32 @@ def _is_callback(top: dict[str, Any]) -> bool:
     return any(key in top for key in ("EventName", "JobsDetail", "WorkflowExecution", "data"))
 
 
-@dataclass(frozen=True)
 class _Shaping:
     """What every event of one body gets besides its own fields."""
 
-    event_name: str
-    version: str | None
-    shared: dict[str, Any]
-    extra: dict[str, Any]
+    __slots__ = ("event_name", "extra", "own", "shared", "version")
+
+    def __init__(
+        self, event_name: str, version: str | None, shared: dict[str, Any], extra: dict[str, Any]
+    ) -> None:
+        self.event_name = event_name
+        self.version = version
+        self.shared = shared
+        self.extra = extra
+        self.own: dict[str, Any] = {
+            "EventName": event_name,
+            "ContentVersion": version,
+            "ResponseExtra": extra,
+            **shared,
+        }
 
     def finish(self, fields: dict[str, Any], where: str) -> tuple[str, dict[str, Any]]:
         """Add what the event model sets itself; a body field of the same name must agree."""
-        own = {
-            "EventName": self.event_name,
-            "ContentVersion": self.version,
-            "ResponseExtra": self.extra,
-            **self.shared,
-        }
-        for key, value in own.items():
-            if key in fields and fields[key] != value:
+        own = self.own
+        for key in fields.keys() & own.keys():
+            if fields[key] != own[key]:
                 raise ParseError(f"{where} has a field {key} that the event sets itself", where)
-            fields[key] = value
+        fields.update(own)
         return where, fields
 
 
@@ -254,9 +258,9 @@ def _extra(top: dict[str, Any], known: tuple[str, ...], outer: dict[str, Any]) -
 def _task(job: dict[str, Any], where: str, how: _Shaping) -> tuple[str, dict[str, Any]]:
     fields = dict(job)
     operation = fields.get("Operation")
-    if isinstance(operation, dict):
+    if type(operation) is dict:
         tag = fields.get("Tag")
-        kind = tag.strip() if isinstance(tag, str) and tag.strip() else MISSING
+        kind = tag.strip() if type(tag) is str and tag.strip() else MISSING
         fields["Operation"] = _with(operation, "Kind", kind, f"{where}.Operation")
     return how.finish(fields, where)
 
@@ -370,27 +374,37 @@ def _where(text: str, pos: int) -> str:
     return f"line {line}, column {column}"
 
 
-def _validation_error(err: ValidationError, where: str) -> ParseError:
-    first = err.errors(include_url=False)[0]
-    path = where
-    for part in first["loc"]:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part in _UNION_TAGS:
-            continue
-        else:
+def _validation_error(err: ValidationError, where: str, fields: dict[str, Any]) -> ParseError:
+    """The most specific of pydantic's errors, located by the body's own field names.
+
+    Union types report one error per alternative; the one that got deepest into the body
+    is the one that names the real problem.
+    """
+    best: tuple[int, str, str] | None = None
+    for error in err.errors(include_url=False):
+        depth, path = _body_path(error["loc"], fields)
+        shown = repr(error.get("input"))
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        if best is None or depth > best[0]:
+            best = (depth, f"{error['msg']}: {shown}", path)
+    assert best is not None  # a ValidationError has at least one error
+    _, reason, path = best
+    return ParseError(reason, where + path)
+
+
+def _body_path(loc: tuple[int | str, ...], fields: dict[str, Any]) -> tuple[int, str]:
+    """Follow ``loc`` through the body's values, skipping pydantic's own labels."""
+    node: Any = fields
+    path = ""
+    depth = 0
+    for part in loc:
+        if type(node) is dict and part in node:
+            node = node[part]
             path += f".{part}"
-    shown = repr(first.get("input"))
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return ParseError(f"{first['msg']}: {shown}{more}", path)
-
-
-def _union_tags() -> frozenset[str]:
-    from shared.events import OPERATION_MODELS
-
-    return frozenset(OPERATION_MODELS) | {"Generic"}
-
-
-_UNION_TAGS = _union_tags()
+            depth += 1
+        elif type(node) is list and type(part) is int and 0 <= part < len(node):
+            node = node[part]
+            path += f"[{part}]"
+            depth += 1
+    return depth, path

@@ -38,11 +38,24 @@ MISSING = "Unknown"
 MAX_WORD_BYTES = 80
 
 _UNSAFE = re.compile(r"[^\w-]")
+_words: dict[str, str] = {}  # the few distinct words seen (tags, states, names), made once
 
 
 def routing_word(value: object) -> str:
     """One safe routing-key word for ``value``; :data:`MISSING` for ``None`` or blank."""
-    text = "" if value is None else str(value).strip()
+    if value is None:
+        return MISSING
+    text = str(value)
+    word = _words.get(text)
+    if word is None:
+        word = _make_word(text)
+        if len(_words) < 4096:
+            _words[text] = word
+    return word
+
+
+def _make_word(text: str) -> str:
+    text = text.strip()
     if not text:
         return MISSING
     word = _UNSAFE.sub("_", text)
@@ -68,9 +81,5 @@ def task_state_word(state: str | None, code: str | None) -> str | None:
 
 def digest(parts: Iterable[str]) -> str:
     """SHA-256 (hex) of the parts, separated so that ``("ab", "c")`` and ``("a", "bc")`` differ."""
-    hasher = hashlib.sha256()
-    for part in parts:
-        data = part.encode()
-        hasher.update(len(data).to_bytes(8, "big"))
-        hasher.update(data)
-    return hasher.hexdigest()
+    framed = "".join(f"{len(part)}:{part}" for part in parts)
+    return hashlib.sha256(framed.encode()).hexdigest()

@@ -21,9 +21,9 @@ PascalCase names as aliases, and ``extra="allow"`` so that a key no field names 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, Union
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_pascal
 
 __all__ = [
@@ -81,10 +81,11 @@ def as_list(value: Any) -> Any:
     (``<Audio/>``) stands for no item, not for an item without fields.
     """
     if type(value) is list:
-        if any(_is_blank(item) for item in value):
-            return [item for item in value if not _is_blank(item)]
+        for item in value:
+            if item is None or (type(item) is str and (not item or item.isspace())):
+                return [item for item in value if not _is_blank(item)]
         return value
-    if _is_blank(value):
+    if value is None or (type(value) is str and (not value or value.isspace())):
         return []
     return [value]
 
@@ -119,17 +120,32 @@ def parse_vendor_time(value: Any) -> Any:
     return parsed
 
 
-Int = Annotated[int | None, BeforeValidator(blank_to_none)]
-Float = Annotated[float | None, BeforeValidator(blank_to_none)]
-Bool = Annotated[bool | None, BeforeValidator(blank_to_none)]
-Text = str | None
-VendorTime = Annotated[AwareDatetime | None, BeforeValidator(parse_vendor_time)]
+# Each type is a left-to-right union: the plain type first (validated in pydantic's core,
+# no Python call for the common case), then a fallback that normalises the sender's
+# spellings of "nothing" or of a single item. Static type checkers see the plain type.
+_NONE_IF_BLANK = Annotated[None, BeforeValidator(blank_to_none)]
+_FIRST_MATCH = Field(union_mode="left_to_right")
 
-Nested = Annotated[_T | None, BeforeValidator(blank_to_none)]
+Int = Annotated[Union[int, _NONE_IF_BLANK], _FIRST_MATCH]  # noqa: UP007
+Float = Annotated[Union[float, _NONE_IF_BLANK], _FIRST_MATCH]  # noqa: UP007
+Bool = Annotated[Union[bool, _NONE_IF_BLANK], _FIRST_MATCH]  # noqa: UP007
+Text = str | None
+VendorTime = Annotated[
+    Union[AwareDatetime, Annotated[AwareDatetime | None, BeforeValidator(parse_vendor_time)]],  # noqa: UP007
+    _FIRST_MATCH,
+]
+
+Nested = Annotated[Union[_T, _NONE_IF_BLANK], _FIRST_MATCH]  # noqa: UP007
 """An optional sub-model; an empty element (blank) is ``None``."""
 
-ListOf = Annotated[list[_T], BeforeValidator(as_list)]
+ListOf = Annotated[
+    Union[list[_T], Annotated[list[_T], BeforeValidator(as_list)]],  # noqa: UP007
+    _FIRST_MATCH,
+]
 """A list of sub-models or values; one value is a list of one, a blank an empty list."""
 
-TextList = Annotated[list[str], BeforeValidator(_keep_blank_items)]
+TextList = Annotated[
+    Union[list[str], Annotated[list[str], BeforeValidator(_keep_blank_items)]],  # noqa: UP007
+    _FIRST_MATCH,
+]
 """A list of strings where an empty string is a value (``<ObjectName/>`` in a run)."""

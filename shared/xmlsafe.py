@@ -78,39 +78,83 @@ def _fast(text: str, max_depth: int) -> tuple[str, Any] | None:
         root = parser.close()
     except ElementTree.ParseError:
         return None  # let the handler path name the error precisely
-    return root.tag, _element_value(root, 1, max_depth)
+    # Attributes need "=" in a tag; without one after the prolog there are none to look
+    # for, and the walk skips reading them (which costs more than the rest of the walk).
+    body = text[text.find("?>") + 2 :] if text.lstrip().startswith("<?xml") else text
+    walk = _walk_with_attributes if "=" in body else _walk
+    if len(root) == 0 and walk is _walk:
+        return root.tag, root.text or ""
+    return root.tag, walk(root, 1, max_depth)
 
 
-def _element_value(element: ElementTree.Element, depth: int, max_depth: int) -> Any:
-    if depth > max_depth:
-        raise ParseError(f"XML nests deeper than {max_depth} elements", f"element <{element.tag}>")
-    attributes = element.attrib
-    if not attributes and len(element) == 0:
-        text = element.text
-        return "" if text is None else text
+def _walk(element: ElementTree.Element, depth: int, max_depth: int) -> Any:
+    """The value of an element with children, in a document without attributes."""
+    if depth >= max_depth:
+        raise _too_deep(max_depth, element)
     node: dict[str, Any] = {}
-    for key, value in attributes.items():
-        node["@" + key] = value
     lead = element.text
-    mixed = bool(lead) and not lead.isspace()  # type: ignore[union-attr]
+    mixed = lead is not None and not lead.isspace()
     for child in element:
-        name = child.tag
-        value = _element_value(child, depth + 1, max_depth)
-        old = node.get(name, _ABSENT)
-        if old is _ABSENT:
-            node[name] = value
-        elif type(old) is list:
-            old.append(value)
+        if len(child):
+            value = _walk(child, depth + 1, max_depth)
         else:
-            node[name] = [old, value]
+            value = child.text
+            if value is None:
+                value = ""
+        name = child.tag
+        if name in node:
+            old = node[name]
+            if type(old) is list:
+                old.append(value)
+            else:
+                node[name] = [old, value]
+        else:
+            node[name] = value
         tail = child.tail
-        if tail and not mixed and not tail.isspace():
+        if tail is not None and not tail.isspace():
             mixed = True
     if mixed:
-        pieces = [element.text or ""]
-        pieces.extend(child.tail or "" for child in element)
-        node["#text"] = "".join(pieces).strip()
+        node["#text"] = _own_text(element)
     return node
+
+
+def _walk_with_attributes(element: ElementTree.Element, depth: int, max_depth: int) -> Any:
+    """The value of any element (attributes as ``@name``)."""
+    if depth > max_depth:
+        raise _too_deep(max_depth, element)
+    attributes = element.attrib
+    if not attributes and len(element) == 0:
+        return element.text or ""
+    node: dict[str, Any] = {"@" + key: value for key, value in attributes.items()}
+    mixed = False
+    for child in element:
+        value = _walk_with_attributes(child, depth + 1, max_depth)
+        name = child.tag
+        if name in node:
+            old = node[name]
+            if type(old) is list:
+                old.append(value)
+            else:
+                node[name] = [old, value]
+        else:
+            node[name] = value
+        tail = child.tail
+        if tail is not None and not tail.isspace():
+            mixed = True
+    lead = element.text
+    if mixed or (lead is not None and not lead.isspace()):
+        node["#text"] = _own_text(element)
+    return node
+
+
+def _own_text(element: ElementTree.Element) -> str:
+    pieces = [element.text or ""]
+    pieces.extend(child.tail or "" for child in element)
+    return "".join(pieces).strip()
+
+
+def _too_deep(max_depth: int, element: ElementTree.Element) -> ParseError:
+    return ParseError(f"XML nests deeper than {max_depth} elements", f"element <{element.tag}>")
 
 
 # -- handler path: pyexpat, refusing declarations as they start -------------------------
