@@ -1,0 +1,1 @@
+"""Tests of the event model and the callback parser (``shared/``)."""
