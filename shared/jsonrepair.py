@@ -135,15 +135,20 @@ def _repair(text: str, pos: int) -> tuple[int, int, str] | None:
     Returns ``(position, +1 to insert a comma there / -1 to delete the character there,
     description)``.
     """
-    # 1. trailing comma: the parser stops on the closing bracket, or on the comma itself
+    # 1. trailing comma after a value: the parser stops on the closing bracket (or, in
+    #    newer Pythons, on the comma itself)
+    comma = -1
     if pos < len(text) and text[pos] in "}]":
-        before = _previous_non_blank(text, pos)
-        if before >= 0 and text[before] == ",":
-            return before, -1, "removed a trailing comma"
-    if pos < len(text) and text[pos] == ",":
+        comma = _previous_non_blank(text, pos)
+    elif pos < len(text) and text[pos] == ",":
         after = _next_non_blank(text, pos + 1)
         if after < len(text) and text[after] in "}]":
-            return pos, -1, "removed a trailing comma"
+            comma = pos
+    if comma >= 0 and text[comma] == ",":
+        before = _previous_non_blank(text, comma)
+        if before >= 0 and text[before] in _VALUE_END:
+            return comma, -1, "removed a trailing comma"
+        return None
     end = _previous_non_blank(text, pos)
     if end < 0:
         return None

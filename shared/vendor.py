@@ -6,7 +6,7 @@ or a list of them; ``""`` or ``<Tag/>`` for "nothing". The types here accept all
 give one Python value:
 
 - :data:`Int`, :data:`Float`, :data:`Bool`: a number or flag from a string or a JSON value;
-  blank means ``None``.
+  blank means ``None``; an integer must fit in 64 bits, a float must be finite.
 - :data:`Text`: a string; a JSON number is kept as written (``coerce_numbers_to_str``).
 - :data:`Nested`: an optional sub-model; a blank (empty element) means ``None``.
 - :data:`ListOf`: always a list: one value becomes a list of one, a blank an empty list.
@@ -126,7 +126,9 @@ def parse_vendor_time(value: Any) -> Any:
 _NONE_IF_BLANK = Annotated[None, BeforeValidator(blank_to_none)]
 _FIRST_MATCH = Field(union_mode="left_to_right")
 
-Int = Annotated[Union[int, _NONE_IF_BLANK], _FIRST_MATCH]  # noqa: UP007
+_INT64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]  # a number, not a bignum attack
+
+Int = Annotated[Union[_INT64, _NONE_IF_BLANK], _FIRST_MATCH]  # noqa: UP007
 Float = Annotated[Union[float, _NONE_IF_BLANK], _FIRST_MATCH]  # noqa: UP007
 Bool = Annotated[Union[bool, _NONE_IF_BLANK], _FIRST_MATCH]  # noqa: UP007
 Text = str | None
