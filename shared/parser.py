@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic.alias_generators import to_pascal
 
 from shared.errors import ParseError
 from shared.events import CallbackEvent, Envelope
@@ -57,6 +58,23 @@ _MODERATION_EVENT_KEYS = (
 )
 _MODERATION_INPUT_KEYS = ("BucketId", "Object", "Url", "Region", "CosHeaders")
 _SIMPLE_INPUT_KEYS = ("bucket_id", "object", "url", "region", "cos_headers")
+
+# The event's own fields, which only the parser and the event set: by alias and by name.
+_SYNTHETIC = (
+    "event_name",
+    "body_format",
+    "content_version",
+    "is_test",
+    "job_index",
+    "job_count",
+    "repaired",
+    "repairs",
+    "response_extra",
+    "routing_key",
+    "idempotency_key",
+    "envelope",
+)
+_RESERVED = frozenset(_SYNTHETIC) | {to_pascal(name) for name in _SYNTHETIC}
 
 
 def parse_callback(
@@ -183,16 +201,23 @@ class _Shaping:
             "EventName": event_name,
             "ContentVersion": version,
             "ResponseExtra": extra,
+            "RoutingKey": "",  # derived by the event from its fields
+            "IdempotencyKey": "",
             **shared,
         }
 
-    def finish(self, fields: dict[str, Any], where: str) -> tuple[str, dict[str, Any]]:
-        """Add what the event model sets itself; a body field of the same name must agree."""
+    def finish(
+        self, fields: dict[str, Any], where: str, *, is_test: bool = False
+    ) -> tuple[str, dict[str, Any]]:
+        """Add what the event model sets itself. A body cannot set it: a field of the body
+        named so (by alias or by name) is refused unless it says the same."""
         own = self.own
-        for key in fields.keys() & own.keys():
-            if fields[key] != own[key]:
+        clash = fields.keys() & _RESERVED
+        for key in clash:
+            if key not in own or fields[key] != own[key]:
                 raise ParseError(f"{where} has a field {key} that the event sets itself", where)
         fields.update(own)
+        fields["IsTest"] = is_test
         return where, fields
 
 
@@ -293,8 +318,7 @@ def _detail_moderation(
         if key not in _MODERATION_EVENT_KEYS and key not in moved
     }
     fields["Operation"] = _with(result, "Kind", how.event_name, f"{where}.Operation")
-    fields["IsTest"] = _is_test_message(job.get("Message"))
-    return how.finish(fields, where)
+    return how.finish(fields, where, is_test=_is_test_message(job.get("Message")))
 
 
 def _simple_moderation(
@@ -316,7 +340,6 @@ def _simple_moderation(
         "Message": top.get("message"),
         "Input": {key: data[key] for key in _SIMPLE_INPUT_KEYS if key in data},
         "Operation": _with(result, "Kind", event_name, "data"),
-        "IsTest": _is_test_message(top.get("message")),
     }
     how = _Shaping(
         event_name,
@@ -324,7 +347,7 @@ def _simple_moderation(
         how.shared,
         _extra(top, ("code", "message", "data"), how.extra),
     )
-    return how.finish(fields, "data")
+    return how.finish(fields, "data", is_test=_is_test_message(top.get("message")))
 
 
 def _with(obj: dict[str, Any], key: str, value: str, where: str) -> dict[str, Any]:
