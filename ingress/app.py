@@ -8,6 +8,7 @@ import uuid
 
 from aiohttp import web
 
+from ingress.body import BodyRefused, read_body
 from ingress.guard import CLIENT, GUARD, TOKEN_NAME, Guard, guard_middleware
 from ingress.publisher import Publisher, RawMeta
 from shared.errors import BrokerUnavailable
@@ -57,15 +58,15 @@ async def receive_callback(request: web.Request) -> web.Response:
         raise web.HTTPRequestEntityTooLarge(max_size=settings.max_body_bytes, actual_size=length)
     try:
         async with asyncio.timeout(settings.body_timeout):
-            body = await request.read()  # bounded by client_max_size: 413 past the limit
-    except TimeoutError:
-        app[GUARD].refuse("slow_body", request)
-        timed_out = web.json_response({"error": "request timeout"}, status=408)
-        timed_out.force_close()
-        return timed_out
-    except web.HTTPRequestEntityTooLarge:
-        app[GUARD].refuse("too_large", request)
-        raise
+            body = await read_body(request, settings.max_body_bytes)
+    except (TimeoutError, BodyRefused) as exc:
+        refused = exc if isinstance(exc, BodyRefused) else BodyRefused(408, "slow_body", "")
+        app[GUARD].refuse(refused.reason, request)
+        answer = web.json_response(
+            {"error": str(refused) or "request timeout"}, status=refused.status
+        )
+        answer.force_close()  # the rest of the body is not worth reading
+        return answer
     if not body:
         return web.json_response(
             {"error": "empty body", "reason": "a callback has a body"}, status=400

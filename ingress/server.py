@@ -51,6 +51,7 @@ class IngressService:
             max_line_size=settings.max_header_bytes,
             max_field_size=settings.max_header_bytes,
             max_headers=settings.max_headers,
+            auto_decompress=False,  # ingress.body decodes within the body limit
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port, reuse_port=True)
