@@ -53,6 +53,16 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Seconds to wait for the broker's confirm before answering 503."
     )
     retry_after: int = Field(5, ge=1, description="Retry-After seconds sent with a 503.")
+    # Ingress spool
+    spool_dir: Path | None = Field(
+        None,
+        description="Directory of the ingress's local spool: while the broker is away, bodies "
+        "are fsynced there, answered 200 and forwarded in order once it is back (empty: no "
+        "spool, 503 while the broker is away).",
+    )
+    spool_max_bytes: int = Field(
+        1024**3, gt=0, description="Most bytes the spool directory holds (503 when full)."
+    )
     # Ingress security
     tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
@@ -141,6 +151,11 @@ class Settings(BaseSettings):
     @classmethod
     def _lists_from_csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("spool_dir", mode="before")
+    @classmethod
+    def _empty_spool_dir_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("prefix")
     @classmethod
