@@ -76,9 +76,10 @@ def parse_token(spec: str, where: str, *, default_name: str | None = None) -> Na
 
 
 def read_token_file(path: Path) -> list[NamedToken]:
-    """The tokens of a file: ``NAME=SECRET`` lines; blank lines and ``#`` comments skipped.
+    """The tokens of a file: ``NAME=SECRET`` per line (or several on a line, comma
+    separated, as an environment variable holds them); blank lines and ``#`` comments skipped.
 
-    A line that is a bare secret is named after the file (a Docker secret holding one token:
+    A bare secret is named after the file (a Docker secret holding one token:
     ``/run/secrets/ci_token`` gives the name ``ci_token``).
     """
     try:
@@ -87,9 +88,11 @@ def read_token_file(path: Path) -> list[NamedToken]:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(f"cannot read token file {path}: {reason}") from None
     tokens = [
-        parse_token(line, f"token file {path}, line {number}", default_name=path.stem)
+        parse_token(spec, f"token file {path}, line {number}", default_name=path.stem)
         for number, line in enumerate(text.splitlines(), 1)
-        if line.strip() and not line.lstrip().startswith("#")
+        if not line.lstrip().startswith("#")
+        for spec in line.split(",")
+        if spec.strip()
     ]
     if not tokens:
         raise ConfigError(f"token file {path} holds no token")

@@ -122,9 +122,9 @@ async def test_the_token_name_reaches_the_consumer_in_the_event_envelope(
 async def test_tokens_come_from_a_token_file_with_comments_or_a_bare_docker_secret(
     start_ingress: StartIngress, broker: BrokerClient, tmp_path: Path
 ) -> None:
-    listed, bare, flag = new_secret(), new_secret(), new_secret()
+    listed, bare, flag, second = new_secret(), new_secret(), new_secret(), new_secret()
     token_file = tmp_path / "tokens"
-    token_file.write_text(f"# rotated 2026-01\n\nci-listed={listed}\n")
+    token_file.write_text(f"# rotated 2026-01\n\nci-listed={listed}\n ci-a={second}, \n")
     docker_secret = tmp_path / "ci_token"
     docker_secret.write_text(f"{bare}\n")
 
@@ -134,12 +134,13 @@ async def test_tokens_come_from_a_token_file_with_comments_or_a_bare_docker_secr
     assert (await from_file.post(f"/callbacks/{listed}", b"1")).status == 200
     assert (await from_file.post(f"/callbacks/{flag}", b"2")).status == 200
     assert (await from_file.post(f"/callbacks/{bare}", b"3")).status == 404
+    assert (await from_file.post(f"/callbacks/{second}", b"5")).status == 200
     assert (await from_secret.post(f"/callbacks/{bare}", b"4")).status == 200
     names = {
         m.body: (m.headers or {})["x-token-name"]
         for m in await broker.take_all(broker.topology.raw)
     }
-    assert names == {b"1": "ci-listed", b"2": "flag", b"4": "ci_token"}
+    assert names == {b"1": "ci-listed", b"2": "flag", b"4": "ci_token", b"5": "ci-a"}
 
 
 async def test_methods_other_than_post_are_refused_with_405_and_publish_nothing(
