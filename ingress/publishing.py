@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 from typing import Protocol
 
 from ingress.publisher import AmqpPublisher, Publisher, RawMeta
-from ingress.spool import Spool
+from ingress.spool import Record, Spool
 from shared.errors import BrokerUnavailable
 from shared.logs import get_logger
 from shared.settings import Settings
@@ -20,6 +21,10 @@ from shared.settings import Settings
 __all__ = ["ManagedPublisher", "SpoolingPublisher", "build_publisher"]
 
 log = get_logger("ingress.spool")
+
+#: Spooled records the forwarder publishes at once, at most (and at most this many bytes).
+FORWARD_WINDOW_COUNT = 128
+FORWARD_WINDOW_BYTES = 4 * 1024 * 1024
 
 
 class ManagedPublisher(Publisher, Protocol):
@@ -60,17 +65,22 @@ class SpoolingPublisher:
         retry_interval: float = 0.5,
         scan_interval: float = 5.0,
         stop_timeout: float = 10.0,
+        window_count: int = FORWARD_WINDOW_COUNT,
+        window_bytes: int = FORWARD_WINDOW_BYTES,
     ) -> None:
         self.inner = inner
         self.spool = spool
         self._retry_interval = retry_interval
         self._scan_interval = scan_interval
         self._stop_timeout = stop_timeout
+        self._window_count = window_count
+        self._window_bytes = window_bytes
         self._forwarder: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._spooling = False
         self._forwarded = 0
+        self._recovering = False  # the spool's leftovers are not claimed yet
 
     @property
     def ready(self) -> bool:
@@ -78,17 +88,20 @@ class SpoolingPublisher:
         return self.inner.ready or self.spool.can_accept()
 
     async def start(self, stop: asyncio.Event | None = None) -> None:
-        """Open the spool, start forwarding what it holds, then connect the broker."""
+        """Open the spool, start forwarding what it holds, then connect the broker.
+
+        The spool takes bodies as soon as this is called; what earlier processes left is
+        claimed by the forwarder, and until then new bodies are spooled behind it.
+        """
         if self._forwarder is None:
-            left = await asyncio.to_thread(self.spool.open)
-            if left:
-                log.warning("spool: records left by an earlier process", records=left)
+            self.spool.open(claim=False)
+            self._recovering = True
             self._stopping.clear()
             self._forwarder = asyncio.create_task(self._forward(), name="spool-forwarder")
         await self.inner.start(stop)
 
     async def publish(self, body: bytes, meta: RawMeta) -> None:
-        if not self.spool.pending:
+        if not self._recovering and not self.spool.pending:
             try:
                 await self.inner.publish(body, meta)
             except BrokerUnavailable as exc:
@@ -96,7 +109,7 @@ class SpoolingPublisher:
             else:
                 return
         else:
-            reason = "earlier bodies are still spooled"
+            reason = "earlier bodies are spooled"
         await asyncio.to_thread(self.spool.append, body, meta)  # BrokerUnavailable when full
         if not self._spooling:
             self._spooling = True
@@ -120,6 +133,15 @@ class SpoolingPublisher:
 
     async def _forward(self) -> None:
         loop = asyncio.get_running_loop()
+        try:
+            left = await asyncio.to_thread(self.spool.claim_orphans)
+        except OSError as exc:
+            log.error("spool: cannot claim what earlier processes left", error=str(exc))
+        else:
+            if left:
+                log.warning("spool: records left by an earlier process", records=left)
+        finally:
+            self._recovering = False
         next_scan = loop.time() + self._scan_interval
         while not self._stopping.is_set():
             self._wake.clear()
@@ -140,24 +162,43 @@ class SpoolingPublisher:
             await self._pause(min(pause, max(0.0, next_scan - loop.time())))
 
     async def _drain(self) -> tuple[int, bool]:
-        """Forward spooled records in order; how many, and whether the broker refused one."""
+        """Forward spooled records in order; how many, and whether the broker refused one.
+
+        Records go out a window at a time, published together in order (the broker publisher
+        keeps their order and may share confirms); they are removed in order up to the first
+        one refused. Any after it that the broker did confirm are sent again later.
+        """
         forwarded = 0
-        for record in self.spool.records():
-            if self._stopping.is_set():
-                break
-            try:
-                await self.inner.publish(record.body, record.meta)
-            except BrokerUnavailable as exc:
-                log.info("spool: broker still unavailable", error=str(exc))
-                return forwarded, True
-            self.spool.remove(record)
-            forwarded += 1
-            self._forwarded += 1
+        records = self.spool.records()
+        while not self._stopping.is_set() and (window := self._window_of(records)):
+            outcomes = await asyncio.gather(
+                *(self.inner.publish(r.body, r.meta) for r in window), return_exceptions=True
+            )
+            for record, outcome in zip(window, outcomes, strict=True):
+                if isinstance(outcome, BrokerUnavailable):
+                    log.info("spool: broker still unavailable", error=str(outcome))
+                    return forwarded, True
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                self.spool.remove(record)
+                forwarded += 1
+        self._forwarded += forwarded
         if forwarded and not self.spool.pending:
             log.info("spool drained: forwarding directly again", forwarded=self._forwarded)
             self._spooling = False
             self._forwarded = 0
         return forwarded, False
+
+    def _window_of(self, records: Iterator[Record]) -> list[Record]:
+        """The next records to publish together: at least one, within the window's bounds."""
+        window: list[Record] = []
+        size = 0
+        for record in records:
+            window.append(record)
+            size += len(record.body)
+            if len(window) >= self._window_count or size >= self._window_bytes:
+                break
+        return window
 
     async def _pause(self, seconds: float) -> None:
         """Sleep until woken (a body was spooled), stopped, or ``seconds`` have passed."""

@@ -76,12 +76,15 @@ class Spool:
 
     # Life cycle
 
-    def open(self) -> int:
-        """Create the directory if needed and claim what dead processes left; the count."""
+    def open(self, *, claim: bool = True) -> int:
+        """Create the directory if needed and claim what dead processes left; the count.
+
+        ``claim=False`` only opens (fast): the caller claims later with :meth:`claim_orphans`.
+        """
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._lock:
             self._open = True
-        return self.claim_orphans()
+        return self.claim_orphans() if claim else 0
 
     def close(self) -> None:
         """Release every segment; what is not removed stays on disk for the next process."""
