@@ -63,6 +63,7 @@ class SpoolingPublisher:
         spool: Spool,
         *,
         retry_interval: float = 0.5,
+        max_retry_interval: float = 5.0,
         scan_interval: float = 5.0,
         stop_timeout: float = 10.0,
         window_count: int = FORWARD_WINDOW_COUNT,
@@ -71,6 +72,7 @@ class SpoolingPublisher:
         self.inner = inner
         self.spool = spool
         self._retry_interval = retry_interval
+        self._max_retry_interval = max(max_retry_interval, retry_interval)
         self._scan_interval = scan_interval
         self._stop_timeout = stop_timeout
         self._window_count = window_count
@@ -143,9 +145,10 @@ class SpoolingPublisher:
         finally:
             self._recovering = False
         next_scan = loop.time() + self._scan_interval
+        backoff = self._retry_interval
         while not self._stopping.is_set():
             self._wake.clear()
-            pause = self._scan_interval
+            pause, refused = self._scan_interval, False
             try:
                 if loop.time() >= next_scan:
                     await asyncio.to_thread(self.spool.claim_orphans)
@@ -153,13 +156,17 @@ class SpoolingPublisher:
                 if self.spool.pending:
                     pause = self._retry_interval
                     if self.inner.ready:
-                        forwarded, failed = await self._drain()
-                        if forwarded and not failed:
-                            continue
+                        forwarded, refused = await self._drain()
+                        if refused:  # back off: each attempt may reach a slow broker late
+                            pause, backoff = backoff, min(backoff * 2, self._max_retry_interval)
+                        else:
+                            backoff = self._retry_interval
+                            if forwarded:
+                                continue
             except Exception:
                 log.exception("spool forwarder failed; retrying")
                 pause = self._retry_interval
-            await self._pause(min(pause, max(0.0, next_scan - loop.time())))
+            await self._pause(min(pause, max(0.0, next_scan - loop.time())), wake=not refused)
 
     async def _drain(self) -> tuple[int, bool]:
         """Forward spooled records in order; how many, and whether the broker refused one.
@@ -200,12 +207,11 @@ class SpoolingPublisher:
                 break
         return window
 
-    async def _pause(self, seconds: float) -> None:
-        """Sleep until woken (a body was spooled), stopped, or ``seconds`` have passed."""
-        waits = [
-            asyncio.ensure_future(self._wake.wait()),
-            asyncio.ensure_future(self._stopping.wait()),
-        ]
+    async def _pause(self, seconds: float, *, wake: bool) -> None:
+        """Sleep until stopped, ``seconds`` have passed, or (``wake``) a body was spooled."""
+        waits = [asyncio.ensure_future(self._stopping.wait())]
+        if wake:
+            waits.append(asyncio.ensure_future(self._wake.wait()))
         try:
             await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:

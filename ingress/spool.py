@@ -178,6 +178,7 @@ class Spool:
             active = None
         if active is None:
             try:
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
                 active = create_segment(self.directory)
             except OSError as exc:
                 raise BrokerUnavailable(f"spool cannot create a segment: {exc}") from exc

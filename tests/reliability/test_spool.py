@@ -363,3 +363,14 @@ def test_build_publisher_spools_only_when_a_spool_directory_is_set(tmp_path: Pat
     assert (spooling.spool.directory, spooling.spool.max_bytes) == (tmp_path, 12345)
     assert isinstance(build_publisher(Settings.load()), AmqpPublisher)
     assert isinstance(build_publisher(Settings.load(spool_dir="")), AmqpPublisher)
+
+
+def test_a_spool_directory_removed_under_a_running_spool_is_made_again(
+    spool: Spool, spool_dir: Path
+) -> None:
+    spool.append(_body(0, 0), _meta(0, 0))
+    [record] = spool.records()
+    spool.remove(record)
+    spool_dir.rmdir()
+    spool.append(_body(0, 1), _meta(0, 1))
+    assert [r.body for r in spool.records()] == [_body(0, 1)]
