@@ -273,7 +273,7 @@ async def test_oversized_request_heads_are_refused_and_publish_nothing(
     finally:
         writer.close()
     status = int(received.split(b" ", 2)[1])
-    assert status in {400, 413, 414, 431}
+    assert status == 400
     assert await broker.count(broker.topology.raw) == 0
     # the same request within the limits is taken
     normal = await ingress.post(f"/callbacks/{secret}", b"{}")
