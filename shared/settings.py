@@ -95,10 +95,11 @@ class Settings(BaseSettings):
         100_000, ge=1, description="Client addresses the rate limiter remembers at most."
     )
     header_timeout: float = Field(
-        15.0,
+        75.0,
         gt=0,
-        description="Seconds a connection may take to send a complete request head "
-        "(also how long an idle keep-alive connection stays open).",
+        description="Seconds a connection may take to send a complete request head, and "
+        "how long an idle keep-alive connection stays open (keep it above the idle timeout "
+        "of a proxy in front: 60 s for nginx and most load balancers).",
     )
     body_timeout: float = Field(
         30.0, gt=0, description="Seconds a request may take to send its whole body (408 after)."
