@@ -29,13 +29,20 @@ CosHeaderList = Annotated[list[CosHeader], BeforeValidator(_cos_headers)]
 
 
 class JobInput(VendorModel):
-    """What the job read: ``Input`` (bucket, object, region, the trigger's headers)."""
+    """What the job read: ``Input`` (bucket, object, region, the trigger's headers).
+
+    A moderation job's object may be a ``url``; a translation job's input has its
+    language, document type and, for a picture input, the type it was converted from.
+    """
 
     bucket_id: Text = None
     object: Text = None
     region: Text = None
     url: Text = None
     cos_headers: CosHeaderList = Field(default_factory=list)
+    lang: Text = None
+    type: Text = None
+    basic_type: Text = None
 
     @property
     def headers(self) -> dict[str, str]:

@@ -51,10 +51,12 @@ __all__ = [
     "NoiseReductionOperation",
     "OCRDetection",
     "OCRWord",
+    "OriginalInfo",
     "OutputFile",
     "PicProcessOperation",
     "PicProcessResult",
     "Point",
+    "ProcessedImage",
     "QualityEstimateOperation",
     "SDRtoHDROperation",
     "SegmentOperation",
@@ -71,6 +73,8 @@ __all__ = [
     "VideoProcessOperation",
     "VideoStream",
     "VoiceSeparateOperation",
+    "WordCoordPoint",
+    "WordPolygon",
 ]
 
 
@@ -114,23 +118,45 @@ class ItemPolygon(VendorModel):
     height: Int = None
 
 
+class WordCoordPoint(VendorModel):
+    """A word's four corners in the input image, clockwise from the top left."""
+
+    word_coordinate: ListOf[Point] = Field(default_factory=list)
+
+
 class OCRWord(VendorModel):
+    """One word (or character) of a line, for the ``general`` and ``accurate`` types."""
+
     character: Text = None
     confidence: Int = None
+    word_coord_point: ListOf[WordCoordPoint] = Field(default_factory=list)
+
+
+class WordPolygon(VendorModel):
+    """A word's four corners, for the ``handwriting`` type."""
+
+    left_top: Nested[Point] = None
+    right_top: Nested[Point] = None
+    right_bottom: Nested[Point] = None
+    left_bottom: Nested[Point] = None
 
 
 class TextDetection(VendorModel):
-    """One line of text found: the text, its confidence and where it is."""
+    """One line of text found: the text, its confidence (0-100) and where it is."""
 
     detected_text: Text = None
     confidence: Int = None
-    item_polygon: ListOf[ItemPolygon] = Field(default_factory=list)
     polygon: ListOf[Point] = Field(default_factory=list)
+    item_polygon: ListOf[ItemPolygon] = Field(default_factory=list)
     words: ListOf[OCRWord] = Field(default_factory=list)
+    word_polygon: ListOf[WordPolygon] = Field(default_factory=list)
+    advanced_info: Text = None
 
 
 class OCRDetection(VendorModel):
-    angel: Float = None  # the vendor's spelling of "angle"
+    """The text found in an image (``Operation/Detection``)."""
+
+    angel: Float = None  # the rotation in degrees; the vendor's spelling of "angle"
     language: Text = None
     pdf_page_size: Int = None
     text_detections: ListOf[TextDetection] = Field(default_factory=list)
@@ -186,14 +212,14 @@ class ImageInspectOperation(TaskOperation):
 
 
 class ImageInfo(VendorModel):
+    """The input image (``OriginalInfo/ImageInfo``)."""
+
     format: Text = None
     width: Int = None
     height: Int = None
     quality: Int = None
     ave: Text = None  # average colour, "0xc64847"
     orientation: Int = None
-    size: Int = None
-    etag: Text = None
 
 
 class OriginalInfo(VendorModel):
@@ -201,10 +227,21 @@ class OriginalInfo(VendorModel):
     image_info: Nested[ImageInfo] = None
 
 
+class ProcessedImage(VendorModel):
+    """The image written (``PicProcessResult/ProcessResult``)."""
+
+    format: Text = None
+    width: Int = None
+    height: Int = None
+    quality: Int = None
+    size: Int = None
+    etag: Text = None
+
+
 class PicProcessResult(VendorModel):
     object_name: Text = None
     original_info: Nested[OriginalInfo] = None
-    process_result: Nested[ImageInfo] = None
+    process_result: Nested[ProcessedImage] = None
 
 
 class PicProcessOperation(TaskOperation):

@@ -61,7 +61,9 @@ def xml_to_value(
     tags = text.count("<")
     if tags > max_tags:
         raise ParseError(f"XML body has {tags} tags, over the limit of {max_tags}")
-    if fast and "<!" not in text and "xmlns" not in text:
+    # "!" and "=" are rare in a callback; looking for them first is cheaper than for "<!"
+    # (a declaration, comment or CDATA) and "xmlns" (needs an attribute, so an "=").
+    if fast and ("!" not in text or "<!" not in text):
         result = _fast(text, max_depth)
         if result is not None:
             return result
@@ -80,9 +82,12 @@ def _fast(text: str, max_depth: int) -> tuple[str, Any] | None:
         return None  # let the handler path name the error precisely
     # Attributes need "=" in a tag; without one after the prolog there are none to look
     # for, and the walk skips reading them (which costs more than the rest of the walk).
-    body = text[text.find("?>") + 2 :] if text.lstrip().startswith("<?xml") else text
-    walk = _walk_with_attributes if "=" in body else _walk
-    if len(root) == 0 and walk is _walk:
+    body = text[text.find("?>") + 2 :] if text[:64].lstrip().startswith("<?xml") else text
+    attributes = "=" in body
+    if attributes and "xmlns" in body:
+        return None  # namespaces: the handler path reads names as written
+    walk = _walk_with_attributes if attributes else _walk
+    if len(root) == 0 and not attributes:
         return root.tag, root.text or ""
     return root.tag, walk(root, 1, max_depth)
 

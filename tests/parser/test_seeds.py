@@ -67,7 +67,9 @@ def test_ocr_xml_seed_yields_four_text_detections_with_polygons() -> None:
     [word] = first.words
     assert word.confidence == 0
     assert word.character == ""
-    assert first.model_extra == {"WordPolygon": ""}
+    assert word.word_coord_point == []
+    assert first.word_polygon == []
+    assert first.model_extra == {}
     assert event.routing_key == "TaskFinish.ImageOCR.Success"
     assert event.body_format == "xml"
     assert not event.repaired
@@ -224,7 +226,7 @@ def test_translation_seeds_read_the_languages_and_the_output(name: str) -> None:
     assert event.message == "Success"
     assert event.input is not None
     assert event.input.object == "input/en.pdf"
-    assert event.input.model_extra == {"Lang": "en", "Type": "pdf", "BasicType": "pptx"}
+    assert (event.input.lang, event.input.type, event.input.basic_type) == ("en", "pdf", "pptx")
     operation = event.operation
     assert isinstance(operation, TranslationOperation)
     assert operation.translation is not None

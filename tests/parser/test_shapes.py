@@ -11,6 +11,7 @@ from shared.moderation import ImageModeration, TextModeration, VideoModeration
 from shared.operations import (
     GenericOperation,
     ImageInspectOperation,
+    ImageOCROperation,
     PicProcessOperation,
     TranscodeOperation,
     TranslationOperation,
@@ -82,6 +83,20 @@ def test_old_body_without_event_name_is_a_task_finish() -> None:
     assert event.code == "Success"
     assert event.routing_key == "TaskFinish.Unknown.Success"
     assert event.creation_time == datetime(2021, 9, 14, 15, 0, 26, tzinfo=CST)
+
+
+def test_ocr_words_carry_their_corners_and_handwriting_its_word_polygons() -> None:
+    event = _one("ocr-handwriting.xml")
+    operation = event.operation
+    assert isinstance(operation, ImageOCROperation)
+    detection = some(operation.detection)
+    assert (detection.angel, detection.language) == (359.99, "mix")
+    [line] = detection.text_detections
+    assert [(w.character, w.confidence) for w in line.words] == [("Buy", 95), ("milk", 91)]
+    corners = line.words[1].word_coord_point[0].word_coordinate
+    assert [(p.x, p.y) for p in corners] == [(60, 20), (130, 20), (130, 50), (60, 50)]
+    second = line.word_polygon[1]
+    assert (some(second.left_top).x, some(second.right_bottom).y) == (60, 50)
 
 
 def test_missing_tag_gets_the_placeholder_and_a_generic_operation_that_keeps_all() -> None:
