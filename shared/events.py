@@ -41,6 +41,7 @@ from shared.moderation import (
 from shared.objects import JobInput
 from shared.operations import (
     AnimationOperation,
+    BaseOperation,
     ConcatOperation,
     DigitalWatermarkOperation,
     ExtractDigitalWatermarkOperation,
@@ -57,7 +58,6 @@ from shared.operations import (
     SnapshotOperation,
     StreamExtractOperation,
     SuperResolutionOperation,
-    TaskOperation,
     TranscodeOperation,
     TranslationOperation,
     TtsOperation,
@@ -80,7 +80,7 @@ __all__ = [
 EventFamily = Literal["task", "workflow", "moderation"]
 
 #: The operation model for each ``kind`` (a task's ``Tag``, a moderation event's name).
-OPERATION_MODELS: dict[str, type[TaskOperation]] = {
+OPERATION_MODELS: dict[str, type[BaseOperation]] = {
     model.model_fields["kind"].default: model
     for model in (
         ImageOCROperation,
@@ -125,7 +125,7 @@ def _operation_model(value: Any) -> str:
 
 
 if TYPE_CHECKING:
-    Operation = TaskOperation
+    Operation = BaseOperation
 else:
     # A tagged union of every model in the registry plus the generic one, picked by kind.
     Operation = Annotated[

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic.alias_generators import to_pascal
 
-from shared.operations import TaskOperation
+from shared.operations import BaseOperation
 from shared.vendor import Int, ListOf, Nested, Text, VendorModel
 
 __all__ = [
@@ -100,7 +100,7 @@ def _flag(value: dict[str, Any]) -> int | None:
         return None
 
 
-class ModerationResult(TaskOperation, ModerationHits):
+class ModerationResult(ModerationHits, BaseOperation):
     """What every moderation result carries; the event's ``operation`` for ``Review*``."""
 
     kind: str = "ReviewUnknown"

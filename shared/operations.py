@@ -31,6 +31,7 @@ __all__ = [
     "MEDIA_TAGS",
     "AnimationOperation",
     "AudioStream",
+    "BaseOperation",
     "ConcatOperation",
     "DigitalWatermarkOperation",
     "DigitalWatermarkStep",
@@ -81,10 +82,20 @@ __all__ = [
 # -- the common part of every operation --------------------------------------------------
 
 
-class TaskOperation(VendorModel):
-    """What every task's ``Operation`` may carry, whatever its type."""
+class BaseOperation(VendorModel):
+    """What every operation model has: its ``kind``, and the sub-steps that failed."""
 
     kind: str = "Unknown"
+
+    @property
+    def failed_sub_steps(self) -> list[str]:
+        """Names of the sub-steps that report ``State=Failed`` (the job may still succeed)."""
+        return []
+
+
+class TaskOperation(BaseOperation):
+    """What every task's ``Operation`` may carry, whatever its type."""
+
     template_id: Text = None
     template_name: Text = None
     transcode_template_id: Text = None
@@ -92,11 +103,6 @@ class TaskOperation(VendorModel):
     user_data: Text = None
     job_level: Int = None
     output: Nested[OutputLocation] = None
-
-    @property
-    def failed_sub_steps(self) -> list[str]:
-        """Names of the sub-steps that report ``State=Failed`` (the job may still succeed)."""
-        return []
 
 
 class GenericOperation(TaskOperation):
