@@ -52,6 +52,9 @@ class IngressService:
             max_field_size=settings.max_header_bytes,
             max_headers=settings.max_headers,
             auto_decompress=False,  # ingress.body decodes within the body limit
+            # After a refusal (403/404/408/413/429...) aiohttp reads and discards the rest of
+            # the body so the client sees the answer; bound that to 2 s, not its 10 s.
+            lingering_time=2.0,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port, reuse_port=True)
