@@ -370,8 +370,8 @@ def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
         return None
     wanted = name.lower()
     for key, value in headers.items():
-        if key.lower() == wanted:
-            return value.strip() or None
+        if str(key).lower() == wanted:
+            return str(value).strip() or None
     return None
 
 

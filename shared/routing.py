@@ -38,7 +38,7 @@ MISSING = "Unknown"
 MAX_WORD_BYTES = 80
 
 _UNSAFE = re.compile(r"[^\w-]")
-_words: dict[str, str] = {}  # the few distinct words seen (tags, states, names), made once
+_words: dict[str, str] = {}  # the few distinct short words seen (tags, states), made once
 
 
 def routing_word(value: object) -> str:
@@ -49,7 +49,7 @@ def routing_word(value: object) -> str:
     word = _words.get(text)
     if word is None:
         word = _make_word(text)
-        if len(_words) < 4096:
+        if len(_words) < 4096 and len(text) <= MAX_WORD_BYTES:
             _words[text] = word
     return word
 
