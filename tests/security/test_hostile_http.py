@@ -283,3 +283,34 @@ async def test_oversized_request_heads_are_refused_and_publish_nothing(
     # the same request within the limits is taken
     normal = await ingress.post(f"/callbacks/{secret}", b"{}")
     assert normal.status == 200
+
+
+async def test_a_refused_endless_upload_is_answered_and_its_connection_closed(
+    start_ingress: StartIngress, broker: BrokerClient
+) -> None:
+    ingress = await start_ingress(tokens=[f"ci={new_secret()}"])
+    reader, writer = await _open(ingress)
+    writer.write(_head(f"/callbacks/{new_secret()}", "Transfer-Encoding: chunked"))
+    planned = int(DEADLINE / 0.01)  # 64 KiB chunks every 10 ms, never a last chunk
+    sent = 0
+
+    async def upload() -> None:
+        nonlocal sent
+        with contextlib.suppress(ConnectionError):
+            for _ in range(planned):
+                writer.write(b"10000\r\n" + b"u" * 65536 + b"\r\n")
+                await writer.drain()
+                sent += 1
+                await asyncio.sleep(0.01)
+
+    uploading = asyncio.create_task(upload())
+    try:
+        received = await _read_until_closed(reader)
+    finally:
+        uploading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await uploading
+        writer.close()
+    assert received.startswith(b"HTTP/1.1 404")
+    assert sent < planned  # not read to the end: closed while the client still sent
+    assert await broker.count(broker.topology.raw) == 0
