@@ -21,7 +21,7 @@ PascalCase names as aliases, and ``extra="allow"`` so that a key no field names 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any, TypeVar, Union
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_pascal
@@ -128,26 +128,26 @@ _FIRST_MATCH = Field(union_mode="left_to_right")
 
 _INT64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]  # a number, not a bignum attack
 
-Int = Annotated[Union[_INT64, _NONE_IF_BLANK], _FIRST_MATCH]  # noqa: UP007
-Float = Annotated[Union[float, _NONE_IF_BLANK], _FIRST_MATCH]  # noqa: UP007
-Bool = Annotated[Union[bool, _NONE_IF_BLANK], _FIRST_MATCH]  # noqa: UP007
+Int = Annotated[_INT64 | _NONE_IF_BLANK, _FIRST_MATCH]
+Float = Annotated[float | _NONE_IF_BLANK, _FIRST_MATCH]
+Bool = Annotated[bool | _NONE_IF_BLANK, _FIRST_MATCH]
 Text = str | None
 VendorTime = Annotated[
-    Union[AwareDatetime, Annotated[AwareDatetime | None, BeforeValidator(parse_vendor_time)]],  # noqa: UP007
+    AwareDatetime | Annotated[AwareDatetime | None, BeforeValidator(parse_vendor_time)],
     _FIRST_MATCH,
 ]
 
-Nested = Annotated[Union[_T, _NONE_IF_BLANK], _FIRST_MATCH]  # noqa: UP007
+Nested = Annotated[_T | _NONE_IF_BLANK, _FIRST_MATCH]
 """An optional sub-model; an empty element (blank) is ``None``."""
 
 ListOf = Annotated[
-    Union[list[_T], Annotated[list[_T], BeforeValidator(as_list)]],  # noqa: UP007
+    list[_T] | Annotated[list[_T], BeforeValidator(as_list)],
     _FIRST_MATCH,
 ]
 """A list of sub-models or values; one value is a list of one, a blank an empty list."""
 
 TextList = Annotated[
-    Union[list[str], Annotated[list[str], BeforeValidator(_keep_blank_items)]],  # noqa: UP007
+    list[str] | Annotated[list[str], BeforeValidator(_keep_blank_items)],
     _FIRST_MATCH,
 ]
 """A list of strings where an empty string is a value (``<ObjectName/>`` in a run)."""
