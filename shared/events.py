@@ -13,6 +13,7 @@ event's own go to ``response_extra``).
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, Union
 
 from pydantic import (
@@ -121,7 +122,7 @@ def _operation_model(value: Any) -> str:
         kind = value.get("kind", value.get("Kind"))
     else:
         kind = getattr(value, "kind", None)
-    return kind if kind in OPERATION_MODELS else _GENERIC
+    return kind if isinstance(kind, str) and kind in OPERATION_MODELS else _GENERIC
 
 
 if TYPE_CHECKING:
@@ -162,7 +163,29 @@ def _tag(value: Any) -> Any:
 
 
 class CallbackEvent(VendorModel):
-    """One job's result, whatever the shape of the callback that reported it."""
+    """One job's result, whatever the shape of the callback that reported it.
+
+    The job, as the sender reported it:
+
+    - ``event_name``: ``TaskFinish``, ``WorkflowFinish`` or ``Review*`` (a body without
+      ``EventName`` is a ``TaskFinish``);
+    - ``tag`` (``JobsDetail/Tag``, ``Unknown`` without one), ``sub_tag``, ``state``, ``code``,
+      ``message``, ``job_id``, ``queue_id``, ``progress``;
+    - ``creation_time``, ``start_time``, ``end_time``: aware datetimes or ``None``;
+    - ``input``: what the job read (bucket, object, region, the trigger's ``cos_headers``);
+    - ``operation``: the typed result, a model per task type (``ImageOCROperation``, ...),
+      the moderation result (``ImageModeration``, ...), or ``GenericOperation``;
+    - ``workflow``: the workflow run a task belongs to (run id, workflow id and name, node);
+    - ``workflow_execution``: the whole run, for ``WorkflowFinish`` (its ``state``,
+      ``creation_time``, ``input`` and ``workflow`` are also set on the event).
+
+    What the parser adds: ``body_format`` (``xml``/``json``), ``content_version``
+    (``X-Ci-Content-Version``, or the moderation style seen), ``is_test`` (the console's
+    test POST), ``job_index``/``job_count`` (the job's place in ``JobsDetail``),
+    ``repaired``/``repairs`` (the JSON repairs applied), ``response_extra`` (top-level fields
+    beside the job), ``envelope`` (the HTTP request), and the two keys, derived from the
+    fields when not given: ``routing_key`` and ``idempotency_key`` (see :mod:`shared.routing`).
+    """
 
     event_name: str = "TaskFinish"
     tag: Annotated[str, BeforeValidator(_tag)] = MISSING
@@ -270,7 +293,8 @@ class CallbackEvent(VendorModel):
                 parts += [str(op.result), str(op.suggestion), str(op.score), str(op.forbid_state)]
         else:
             identity = self.job_id
-            parts += [self.code or "", self.end_time.isoformat() if self.end_time else ""]
+            ended = self.end_time.astimezone(UTC).isoformat() if self.end_time else ""
+            parts += [self.code or "", ended]
         if not identity:
             content = self.model_dump_json(exclude=_NOT_CONTENT)
             identity = "content:" + digest([content])
