@@ -15,6 +15,16 @@ Routing keys have exactly three words, ``<EventName>.<Second>.<Third>``:
 Each word is sanitised for AMQP topic matching: a character that is not a letter, a digit,
 ``_`` or ``-`` (``.``, ``*``, ``#``, blanks, ...) becomes ``_``; a word is at most
 :data:`MAX_WORD_BYTES` bytes of UTF-8; a missing or blank word is :data:`MISSING`.
+
+Idempotency keys are the :func:`digest` of ``v1``, the routing key, what tells one result
+of a job from another, and the job's identity (the event computes them):
+
+- task: ``Code`` and ``EndTime`` (in UTC), then ``JobId``;
+- workflow: each task's ``JobId=State``, then ``RunId``;
+- moderation: ``Result``, ``Suggestion``, ``Score``, ``ForbidState``, then ``JobId`` (the
+  Simple style's ``trace_id``).
+
+Without an identity, a digest of the event's content stands in for it.
 """
 
 from __future__ import annotations
