@@ -114,7 +114,8 @@ def _parse(
         headers = headers if headers is not None else envelope.headers
         content_type = content_type if content_type is not None else envelope.content_type
     text = _decode(body)
-    start = _LEADING_BLANK.match(text).end()  # type: ignore[union-attr]
+    leading = _LEADING_BLANK.match(text)
+    start = leading.end() if leading else 0
     if start == len(text):
         raise ParseError("the body is empty")
     nul = text.find("\x00")
@@ -226,7 +227,7 @@ def _shape(
 ) -> list[tuple[str, dict[str, Any]]]:
     data = top.get("data")
     if isinstance(data, dict) and "event" in data:
-        return [_simple_moderation(top, data, _Shaping("", version, shared, outer))]
+        return [_simple_moderation(top, data, version=version, shared=shared, outer=outer)]
     event_name = _event_name(top)
     if "WorkflowExecution" in top:
         how = _Shaping(
@@ -322,7 +323,12 @@ def _detail_moderation(
 
 
 def _simple_moderation(
-    top: dict[str, Any], data: dict[str, Any], how: _Shaping
+    top: dict[str, Any],
+    data: dict[str, Any],
+    *,
+    version: str | None,
+    shared: dict[str, Any],
+    outer: dict[str, Any],
 ) -> tuple[str, dict[str, Any]]:
     event = data.get("event")
     if not isinstance(event, str) or not event.strip():
@@ -341,12 +347,8 @@ def _simple_moderation(
         "Input": {key: data[key] for key in _SIMPLE_INPUT_KEYS if key in data},
         "Operation": _with(result, "Kind", event_name, "data"),
     }
-    how = _Shaping(
-        event_name,
-        how.version or "Simple",
-        how.shared,
-        _extra(top, ("code", "message", "data"), how.extra),
-    )
+    extra = _extra(top, ("code", "message", "data"), outer)
+    how = _Shaping(event_name, version or "Simple", shared, extra)
     return how.finish(fields, "data", is_test=_is_test_message(top.get("message")))
 
 
