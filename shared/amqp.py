@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
@@ -10,7 +11,7 @@ from aio_pika.abc import AbstractRobustConnection
 from shared.logs import get_logger
 from shared.settings import Settings
 
-__all__ = ["connect"]
+__all__ = ["connect", "within"]
 
 log = get_logger("amqp")
 
@@ -62,3 +63,15 @@ async def connect(
         else:
             await asyncio.sleep(delay)
         delay = min(delay * 2, max_backoff)
+
+
+async def within(seconds: float, step: Awaitable[object], what: str) -> None:
+    """Run one shutdown step against the broker, giving up after ``seconds``.
+
+    A broker that is away must never hang a shutdown: what is unacked is redelivered by the
+    broker anyway once the connection is gone.
+    """
+    try:
+        await asyncio.wait_for(step, seconds)
+    except (TimeoutError, Exception) as exc:
+        log.debug("shutdown step skipped", step=what, error=repr(exc))

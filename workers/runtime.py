@@ -24,7 +24,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from shared.amqp import connect
+from shared.amqp import connect, within
 from shared.errors import GiveUp, Retry
 from shared.events import CallbackEvent
 from shared.logs import get_logger
@@ -200,8 +200,7 @@ class ConsumerRunner:
             return
         self._stopping = True
         if self._queue is not None and self._tag is not None:
-            with contextlib.suppress(Exception):
-                await self._queue.cancel(self._tag)
+            await within(5.0, self._queue.cancel(self._tag), "cancel consumer")
         if self._inflight:
             _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
             for task in pending:
@@ -212,8 +211,7 @@ class ConsumerRunner:
         with contextlib.suppress(Exception):
             await self.consumer.shutdown()
         if self._channel is not None:
-            with contextlib.suppress(Exception):
-                await self._channel.close()
+            await within(5.0, self._channel.close(), "close channel")
 
 
 def _describe(exc: BaseException) -> str:
@@ -261,6 +259,6 @@ class WorkerService:
                 await self._starting
         await asyncio.gather(*(r.stop(self.settings.shutdown_grace) for r in self.runners))
         if self._connection is not None:
-            await self._connection.close()
+            await within(5.0, self._connection.close(), "close connection")
         if self.store is not None:
             await self.store.close()

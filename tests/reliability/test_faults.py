@@ -1,0 +1,170 @@
+"""Faults injected against the real broker: connections cut, workers killed or stopped.
+
+Workers run as child processes here (``python -m callback_fanout worker``), as in
+production, so SIGTERM and SIGKILL mean what they mean there.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from shared.settings import Settings
+from tests.conftest import SEEDS, StartSystem
+from tests.support.broker import BrokerClient
+from tests.support.processes import RoleProcess
+from tests.support.proxy import CuttableProxy
+from tests.support.system import Recorder
+from tests.support.waiting import eventually
+
+pytestmark = [pytest.mark.broker, pytest.mark.fault]
+
+OCR = (SEEDS / "ocr.1.xml").read_bytes()
+FAULT_CONSUMERS = "tests.support.fault_consumers"
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+async def consumers_on(broker: BrokerClient, queue: str) -> int:
+    declared = await broker.topology.declare_queue(broker.channel, queue)
+    return declared.declaration_result.consumer_count or 0
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[list[RoleProcess]]:
+    started: list[RoleProcess] = []
+    yield started
+    for process in started:
+        await process.close()
+
+
+async def test_a_sigterm_lets_in_flight_handlers_finish_hands_back_the_rest_and_exits_0(
+    start_system: StartSystem,
+    broker: BrokerClient,
+    workers: list[RoleProcess],
+    tmp_path: Path,
+) -> None:
+    system = await start_system(worker=False)
+    settings = system.settings
+    out, started = tmp_path / "out", tmp_path / "started"
+    env = {"FAULT_OUT": str(out), "FAULT_STARTED": str(started), "FAULT_SLEEP": "1.5"}
+    broker.track(["slow-recorder"], settings.retry_delays)
+    worker = await RoleProcess.start("worker", settings, "--consumer", FAULT_CONSUMERS, env=env)
+    workers.append(worker)
+    queue = broker.topology.consumer("slow-recorder", settings.retry_delays).main
+    await eventually(lambda: _has_consumers(broker, queue, 1), timeout=30)
+
+    accepted = [(await system.post(OCR)).headers["X-Request-Id"] for _ in range(10)]
+    await eventually(lambda: len(lines(started)) == 4)  # concurrency 4: four in flight
+    worker.signal(signal.SIGTERM)
+    assert await worker.wait(timeout=20) == 0
+
+    assert sorted(lines(out)) == sorted(lines(started))  # every started handler finished
+    assert len(lines(out)) == 4
+    await eventually(lambda: _count_is(broker, queue, 6))  # the rest is back on the queue
+
+    env["FAULT_SLEEP"] = "0"
+    workers.append(
+        await RoleProcess.start("worker", settings, "--consumer", FAULT_CONSUMERS, env=env)
+    )
+    await eventually(lambda: len(lines(out)) == 10, timeout=30)
+    assert sorted(lines(out)) == sorted(accepted)  # each exactly once
+
+
+async def test_a_worker_killed_mid_handling_has_its_messages_redelivered_to_another(
+    start_system: StartSystem,
+    broker: BrokerClient,
+    workers: list[RoleProcess],
+    tmp_path: Path,
+) -> None:
+    system = await start_system(worker=False)
+    settings = system.settings
+    out, started = tmp_path / "out", tmp_path / "started"
+    env = {"FAULT_OUT": str(out), "FAULT_STARTED": str(started), "FAULT_SLEEP": "30"}
+    broker.track(["slow-recorder"], settings.retry_delays)
+    doomed = await RoleProcess.start("worker", settings, "--consumer", FAULT_CONSUMERS, env=env)
+    workers.append(doomed)
+    queue = broker.topology.consumer("slow-recorder", settings.retry_delays).main
+    await eventually(lambda: _has_consumers(broker, queue, 1), timeout=30)
+
+    accepted = [(await system.post(OCR)).headers["X-Request-Id"] for _ in range(3)]
+    await eventually(lambda: len(lines(started)) == 3)
+    doomed.signal(signal.SIGKILL)
+    await doomed.wait(timeout=10)
+    assert lines(out) == []
+
+    env["FAULT_SLEEP"] = "0"
+    workers.append(
+        await RoleProcess.start("worker", settings, "--consumer", FAULT_CONSUMERS, env=env)
+    )
+    await eventually(lambda: len(lines(out)) == 3, timeout=30)
+    assert sorted(lines(out)) == sorted(accepted)
+
+
+async def test_connections_cut_under_load_every_role_reconnects_and_nothing_accepted_is_lost(
+    start_system: StartSystem,
+    broker: BrokerClient,
+    broker_proxy_settings: tuple[Settings, CuttableProxy],
+) -> None:
+    """The accounting test: accepted = delivered + parked, exactly, across two outages."""
+    settings, proxy = broker_proxy_settings
+    everything = Recorder("everything", ["TaskFinish.#"])
+    system = await start_system([everything], settings_=settings)
+    garbage = b"<Response><JobsDetail>"  # parks in unparsed
+    accepted: list[str] = []
+    refused = 0
+
+    async def post_some(n: int) -> None:
+        nonlocal refused
+        for i in range(n):
+            response = await system.post(garbage if i % 10 == 9 else OCR)
+            if response.status == 200:
+                accepted.append(response.headers["X-Request-Id"])
+            else:
+                assert response.status == 503
+                refused += 1
+
+    for _ in range(2):
+        await post_some(40)
+        proxy.cut()
+        await post_some(5)  # broker away: refused with 503, never a false 200
+        proxy.restore()
+        await eventually(lambda: system.ingress is not None and system.ingress.publisher.ready)
+
+    await post_some(20)
+    t = broker.topology
+    consumer_queue = t.consumer("everything", settings.retry_delays).main
+    await eventually(lambda: _has_consumers(broker, t.raw, 1), timeout=30)
+    await eventually(lambda: _has_consumers(broker, consumer_queue, 1), timeout=30)
+
+    async def all_accounted() -> bool:
+        delivered = {e.envelope.request_id for e in everything.events if e.envelope}
+        return len(delivered) + await broker.count(t.unparsed) >= len(accepted)
+
+    await eventually(all_accounted, timeout=60)
+    delivered = {e.envelope.request_id for e in everything.events if e.envelope}
+    parked_messages = [m.message_id for m in await broker.take_all(t.unparsed)]
+    parked = set(parked_messages)
+    # At-least-once: an ack lost in an outage means a second copy, counted, never a loss.
+    duplicates = len(everything.events) - len(delivered) + len(parked_messages) - len(parked)
+    print(
+        f"\naccounting: accepted={len(accepted)} delivered={len(delivered)} "
+        f"parked={len(parked)} duplicates={duplicates} refused={refused} "
+        f"lost={len(set(accepted) - delivered - parked)}"
+    )
+    assert refused >= 2
+    assert set(accepted) == delivered | parked
+    assert len(accepted) == len(delivered) + len(parked)
+
+
+async def _has_consumers(broker: BrokerClient, queue: str, n: int) -> bool:
+    return await consumers_on(broker, queue) >= n
+
+
+async def _count_is(broker: BrokerClient, queue: str, n: int) -> bool:
+    return await broker.count(queue) == n

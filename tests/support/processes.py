@@ -1,0 +1,60 @@
+"""Running a role of the system as a child process, as production does."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shared.settings import Settings
+
+__all__ = ["RoleProcess"]
+
+
+@dataclass
+class RoleProcess:
+    """``callback-fanout <role>`` in a child process; stopped (SIGKILL) at the latest on close."""
+
+    process: asyncio.subprocess.Process
+
+    @classmethod
+    async def start(
+        cls,
+        role: str,
+        settings: Settings,
+        *extra: str,
+        env: dict[str, str] | None = None,
+    ) -> RoleProcess:
+        args: Sequence[str] = [
+            sys.executable,
+            "-m",
+            "callback_fanout",
+            role,
+            *("--amqp-url", settings.broker_url, "--prefix", settings.prefix),
+            *("--retry-delays", ",".join(str(d) for d in settings.retry_delays)),
+            *("--shutdown-grace", str(settings.shutdown_grace)),
+            "--no-entry-points",
+            *extra,
+        ]
+        process = await asyncio.create_subprocess_exec(
+            *args,
+            env={**os.environ, **(env or {})},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        return cls(process)
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.process.returncode is None:
+            self.process.send_signal(sig)
+
+    async def wait(self, timeout: float) -> int:  # noqa: ASYNC109 - a deadline for a child
+        return await asyncio.wait_for(self.process.wait(), timeout)
+
+    async def close(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
