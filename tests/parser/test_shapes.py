@@ -7,7 +7,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from shared.events import CallbackEvent
-from shared.moderation import ImageModeration, TextModeration, VideoModeration
+from shared.moderation import (
+    AudioModeration,
+    DocumentModeration,
+    HtmlModeration,
+    ImageModeration,
+    TextModeration,
+    VideoModeration,
+)
 from shared.operations import (
     GenericOperation,
     ImageInspectOperation,
@@ -355,3 +362,43 @@ def test_moderation_jobs_detail_as_a_list_gives_one_event_per_job() -> None:
     )
     events = parse_callback(body)
     assert [e.routing_key for e in events] == ["ReviewImage.Normal.Pass", "ReviewImage.Ads.Review"]
+
+
+def test_document_moderation_reads_its_pages_and_routes_on_the_suggestion() -> None:
+    event = _one("moderation-document-detail.json")
+    assert event.routing_key == "ReviewDocument.Ads.Review"
+    result = event.operation
+    assert isinstance(result, DocumentModeration)
+    assert (result.suggestion, result.page_count) == (2, 3)
+    assert some(some(result.labels).ads_info).score == 71
+    [page] = some(result.page_segment).results
+    assert (page.page_number, page.text, page.label) == (2, "Visit example.shop", "Ads")
+    assert some(page.ads_info).sub_label == "Link"
+    assert some(event.input).url == (
+        "https://docs-1250000001.cos.ap-beijing.myqcloud.com/contracts/c9.docx"
+    )
+
+
+def test_web_page_moderation_reads_image_and_text_results() -> None:
+    event = _one("moderation-html-detail.json")
+    assert event.routing_key == "ReviewHtml.Normal.Pass"
+    result = event.operation
+    assert isinstance(result, HtmlModeration)
+    assert [r.url for r in some(result.image_results).results] == [
+        "https://example.org/img/hero.png"
+    ]
+    assert [r.text for r in some(result.text_results).results] == ["Welcome to the blog"]
+    assert some(event.input).headers == {}
+
+
+def test_audio_moderation_in_the_simple_style_reads_its_verdict() -> None:
+    body = (
+        b'{"code": 0, "message": "success", "data": {"event": "ReviewAudio",'
+        b' "forbidden_status": 1, "porn_info": {"hit_flag": 1, "label": "Moan", "score": 88},'
+        b' "result": 1, "trace_id": "sa1", "url": "https://a.example/clip.mp3"}}'
+    )
+    [event] = parse_callback(body)
+    assert event.routing_key == "ReviewAudio.Porn.Block"
+    result = event.operation
+    assert isinstance(result, AudioModeration)
+    assert (result.forbid_state, some(result.porn_info).label) == (1, "Moan")
