@@ -6,10 +6,13 @@ production, so SIGTERM and SIGKILL mean what they mean there.
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from shared.settings import Settings
@@ -168,3 +171,63 @@ async def _has_consumers(broker: BrokerClient, queue: str, n: int) -> bool:
 
 async def _count_is(broker: BrokerClient, queue: str, n: int) -> bool:
     return await broker.count(queue) == n
+
+
+async def test_a_sigterm_stops_the_ingress_accepting_finishes_in_flight_publishes_and_exits_0(
+    settings: Settings, broker: BrokerClient
+) -> None:
+    port = _free_port()
+    ingress = await RoleProcess.start("ingress", settings, "--port", str(port))
+    url = f"http://127.0.0.1:{port}/callbacks"
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def ready() -> bool:
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+                        return response.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await eventually(ready, timeout=30, interval=0.1)
+
+            accepted: list[str] = []
+            refused_after_signal = 0
+            signalled = asyncio.Event()
+
+            async def poster() -> None:
+                nonlocal refused_after_signal
+                while True:
+                    try:
+                        async with http.post(url, data=OCR) as response:
+                            await response.read()
+                            if response.status == 200:
+                                accepted.append(response.headers["X-Request-Id"])
+                                continue
+                            assert response.status == 503
+                    except aiohttp.ClientError:
+                        pass  # refused once the listener closed: the sender retries
+                    if signalled.is_set():
+                        refused_after_signal += 1
+                        return
+                    await asyncio.sleep(0.01)
+
+            posters = [asyncio.create_task(poster()) for _ in range(16)]
+            await eventually(lambda: len(accepted) >= 50, timeout=30)
+            ingress.signal(signal.SIGTERM)
+            signalled.set()
+            await asyncio.wait_for(asyncio.gather(*posters), timeout=30)
+        assert await ingress.wait(timeout=20) == 0
+    finally:
+        await ingress.close()
+    on_queue = {m.message_id for m in await broker.take_raw()}
+    print(f"\ningress SIGTERM: accepted={len(accepted)}, on queue={len(on_queue)}")
+    assert refused_after_signal == 16  # every poster was refused once the ingress stopped
+    assert len(set(accepted)) == len(accepted)
+    assert set(accepted) == on_queue  # every 200 was durable, in flight ones included
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

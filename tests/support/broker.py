@@ -65,6 +65,12 @@ class BrokerClient:
             out.append(message)
         return out
 
+    async def take_raw(self) -> list[AbstractIncomingMessage]:
+        """Every body now on the raw queue as its lone message (batches unpacked), removed."""
+        from workers.batch import raw_messages
+
+        return [lone for m in await self.take_all(self.topology.raw) for lone in raw_messages(m)]
+
     def track(self, consumer_names: Iterable[str], delays: Iterable[float]) -> None:
         self.consumer_names.update(consumer_names)
         self.delays.update(delays)
