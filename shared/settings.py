@@ -25,7 +25,11 @@ _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 def _split_csv(value: object) -> object:
     """Let list settings come from one environment variable, comma separated."""
     if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
+        value = [value]
+    if isinstance(value, list):  # a repeated flag may itself carry a comma-separated list
+        parts = [p for i in value for p in (i.split(",") if isinstance(i, str) else [i])]
+        stripped = (p.strip() if isinstance(p, str) else p for p in parts)
+        return [p for p in stripped if p != ""]
     return value
 
 
