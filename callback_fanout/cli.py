@@ -25,6 +25,9 @@ __all__ = ["main"]
 
 log = get_logger("cli")
 
+#: Where `run` spools bodies while the broker is away, unless --spool-dir says otherwise.
+DEFAULT_RUN_SPOOL = Path("spool")
+
 #: Flags that read better in the singular on the command line.
 _SINGULAR = {"consumers": "consumer", "tokens": "token"}
 
@@ -179,6 +182,9 @@ def _services(command: str, settings: Settings) -> list[Service]:
         consumers = load_consumers(settings.consumers, use_entry_points=settings.entry_points)
         return WorkerService(settings, consumers)
 
+    if command == "run" and settings.spool_dir is None:
+        # One process holds everything: keep what the broker cannot take now on local disk.
+        settings = settings.model_copy(update={"spool_dir": DEFAULT_RUN_SPOOL})
     factories: dict[str, list[Callable[[], Service]]] = {
         "run": [worker, lambda: RouterService(settings), lambda: IngressService(settings)],
         "ingress": [lambda: IngressService(settings)],

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ingress.app import STATE, create_app
 from ingress.guard import GUARD
-from ingress.publisher import AmqpPublisher
+from ingress.publishing import build_publisher
 from shared.logs import get_logger
 from shared.settings import Settings
 
@@ -25,7 +25,7 @@ class IngressService:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.publisher = AmqpPublisher(settings)
+        self.publisher = build_publisher(settings)
         self.app = create_app(settings, self.publisher)
         self._runner: web.AppRunner | None = None
         self._connecting: asyncio.Task[None] | None = None
