@@ -6,9 +6,10 @@ Usage::
     python bench/parse_bench.py --all      # every seed payload
     python bench/parse_bench.py --repeat 30 --number 1000
 
-Each body is parsed ``number`` times per round, for ``repeat`` rounds, in this process
-pinned to one CPU (where the platform allows). It prints the best round (the least
-disturbed by other work on the machine) and the median round, as events per second.
+Each body is parsed ``number`` times per round, for ``repeat`` rounds, in this one-thread
+process pinned to one CPU (where the platform allows; ``--cpu`` picks it). It prints the
+best round (the least disturbed by other work on the machine) and the median round, as
+events per second.
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ SEEDS = ROOT / "tests" / "fixtures" / "seeds"
 DEFAULT_BODIES = ("ocr.1.xml", "digital-watermark.1.json")
 
 
-def _pin_to_one_core() -> str:
+def _pin_to_one_core(cpu: int | None) -> str:
+    """Pin the process to one CPU (by default the last one it may use)."""
     if not hasattr(os, "sched_setaffinity"):
-        return "not pinned (no sched_setaffinity on this platform)"
-    core = min(os.sched_getaffinity(0))
+        return "one thread, not pinned (no sched_setaffinity on this platform)"
+    core = max(os.sched_getaffinity(0)) if cpu is None else cpu
     os.sched_setaffinity(0, {core})
-    return f"pinned to CPU {core}"
+    return f"one thread pinned to CPU {core}"
 
 
 def measure(body: bytes, *, number: int, repeat: int) -> tuple[float, float, int]:
@@ -56,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="every seed, not just the two")
     parser.add_argument("--number", type=int, default=500, help="parses per round")
     parser.add_argument("--repeat", type=int, default=15, help="rounds")
+    parser.add_argument("--cpu", type=int, default=None, help="the CPU to run on")
     args = parser.parse_args(argv)
     names = sorted(p.name for p in SEEDS.glob("*.*")) if args.all else list(DEFAULT_BODIES)
     print(
         f"python {platform.python_version()}, pydantic {pydantic.VERSION}, "
-        f"{platform.machine()}, {_pin_to_one_core()}"
+        f"{platform.machine()}, {_pin_to_one_core(args.cpu)}"
     )
     print(f"{'body':28} {'events/s (best)':>16} {'events/s (median)':>18}")
     for name in names:
