@@ -76,7 +76,9 @@ def _ocr(draw: st.DrawFn) -> dict[str, Any]:
             "Confidence": INT,
             "DetectedText": TEXT,
             "Polygon": st.lists(point(), min_size=1, max_size=4),
-            "ItemPolygon": st.builds(dict, X=INT, Y=INT, Width=INT, Height=INT),
+            "ItemPolygon": st.builds(dict, X=INT, Y=INT, Width=INT, Height=INT).flatmap(
+                _with_extras
+            ),
         }
     ).flatmap(_with_extras)
     detection = draw(
