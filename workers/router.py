@@ -3,6 +3,10 @@
 Each raw message is parsed, its events are published (confirmed) with their routing keys,
 and only then is the raw message acked. A body that does not parse goes, byte for byte with
 its properties, to ``<prefix>.unparsed`` with the reason in ``x-parse-error``.
+
+A batch message from the ingress (group commit, ``shared.batchformat``) is unpacked and each
+of its bodies is routed or parked exactly as the lone message it would have been
+(``workers.batch``); the batch is acked once all of them are, or handed back as a whole.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from aio_pika.abc import (
     HeadersType,
 )
 
-from shared.amqp import connect
+from shared.amqp import connect, within
 from shared.errors import ParseError
 from shared.logs import get_logger
 from shared.parser import parse_callback
 from shared.settings import Settings
 from shared.topology import Topology
+from workers.batch import raw_messages
 from workers.envelope import envelope_of, event_message, http_headers_of
 
 __all__ = ["RouterService", "parked_copy"]
@@ -99,6 +104,25 @@ class RouterService:
             self._inflight.discard(task)
 
     async def _route(self, message: AbstractIncomingMessage) -> None:
+        """Route every body the delivery carries; ack it once all are published or parked."""
+        try:
+            bodies = raw_messages(message)
+        except ParseError as exc:  # a batch that does not unpack is parked whole
+            work = [self._park(message, exc.reason, exc.location)]
+        else:
+            work = [self._route_one(body) for body in bodies]
+        try:
+            await asyncio.gather(*work)
+        except Exception as exc:
+            # Not confirmed: hand the body back; the broker's delivery limit stops a loop.
+            log.warning("publish failed, requeued", request_id=message.message_id, error=repr(exc))
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            return
+        await message.ack()
+
+    async def _route_one(self, message: AbstractIncomingMessage) -> None:
+        """Parse one lone body and publish its events, or park it; confirmed either way."""
         assert self._events is not None
         try:
             events = parse_callback(
@@ -115,20 +139,12 @@ class RouterService:
             log.exception("parser crashed", request_id=message.message_id)
             await self._park(message, f"parser crashed: {exc!r}", None)
             return
-        try:
-            await asyncio.gather(
-                *(
-                    self._events.publish(event_message(ev, i), routing_key=ev.routing_key)
-                    for i, ev in enumerate(events)
-                )
+        await asyncio.gather(
+            *(
+                self._events.publish(event_message(ev, i), routing_key=ev.routing_key)
+                for i, ev in enumerate(events)
             )
-        except Exception as exc:
-            # Not confirmed: hand the body back; the broker's delivery limit stops a loop.
-            log.warning("publish failed, requeued", request_id=message.message_id, error=repr(exc))
-            with contextlib.suppress(Exception):
-                await message.nack(requeue=True)
-            return
-        await message.ack()
+        )
         log.debug("routed", request_id=message.message_id, events=len(events))
 
     async def _park(
@@ -141,7 +157,6 @@ class RouterService:
         await self._channel.default_exchange.publish(
             parked_copy(message, headers), routing_key=self.topology.unparsed
         )
-        await message.ack()
         log.warning(
             "unparsed body parked", request_id=message.message_id, reason=reason, location=location
         )
@@ -156,9 +171,8 @@ class RouterService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._starting
         if self._raw is not None and self._tag is not None:
-            with contextlib.suppress(Exception):
-                await self._raw.cancel(self._tag)
+            await within(5.0, self._raw.cancel(self._tag), "cancel consumer")
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=self.settings.shutdown_grace)
         if self._connection is not None:
-            await self._connection.close()
+            await within(5.0, self._connection.close(), "close connection")
