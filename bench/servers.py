@@ -1,0 +1,132 @@
+"""The servers the ingress is measured against, each a small aiohttp app on 127.0.0.1.
+
+``noop``   reads the body of ``POST /callbacks`` and answers 200; nothing else.
+``naive``  the obvious durable ingress: one aio-pika publish per request (persistent, to a
+           durable quorum queue), each awaiting its own publisher confirm, then 200.
+``app``    the ingress's own application (``ingress.app.create_app``) with a publisher that
+           does nothing: the HTTP ceiling of our code, NOT durable; it shows how much of the
+           gap to ``noop`` is the HTTP handling rather than the broker.
+
+    python -m bench.servers noop --port 8001
+    python -m bench.servers naive --port 8002 --queue bench-x.naive --amqp-url amqp://...
+
+Each answers ``GET /healthz`` once ready, runs on uvloop when installed (as the ingress does),
+and stops cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+
+import aio_pika
+from aiohttp import web
+
+__all__ = ["main"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def _noop_app() -> web.Application:
+    async def receive(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.add_routes([web.post("/callbacks", receive), web.get("/healthz", _healthz)])
+    return app
+
+
+async def _naive_app(amqp_url: str, queue: str) -> web.Application:
+    connection = await aio_pika.connect_robust(amqp_url)
+    channel = await connection.channel(publisher_confirms=True)
+    await channel.declare_queue(queue, durable=True, arguments={"x-queue-type": "quorum"})
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        message = aio_pika.Message(
+            body,
+            message_id=uuid.uuid4().hex,
+            content_type=request.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        try:
+            await channel.default_exchange.publish(message, routing_key=queue)
+        except Exception:
+            return web.Response(status=503)
+        return web.Response(status=200)
+
+    async def close(_app: web.Application) -> None:
+        await connection.close()
+
+    app = web.Application()
+    app.add_routes([web.post("/callbacks", receive), web.get("/healthz", _healthz)])
+    app.on_cleanup.append(close)
+    return app
+
+
+def _http_only_app() -> web.Application:
+    from ingress.app import create_app
+    from ingress.publisher import RawMeta
+    from shared.logs import configure_logging
+    from shared.settings import Settings
+
+    class DiscardingPublisher:
+        """Accepts every body at once and keeps none (the ceiling, not an ingress)."""
+
+        ready = True
+
+        async def publish(self, body: bytes, meta: RawMeta) -> None:
+            return None
+
+    settings = Settings.load(log_level="error", host="127.0.0.1")
+    configure_logging(settings)
+    return create_app(settings, DiscardingPublisher())  # it has its own GET /healthz
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    if args.kind == "noop":
+        app = _noop_app()
+    elif args.kind == "naive":
+        app = await _naive_app(args.amqp_url, args.queue)
+    else:
+        app = _http_only_app()
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", args.port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="baseline servers for bench/ingress_bench.py")
+    parser.add_argument("kind", choices=["noop", "naive", "app"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
+    parser.add_argument("--queue", default="bench.naive")
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_serve(args))
+    else:
+        uvloop.run(_serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
