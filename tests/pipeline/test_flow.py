@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from shared.events import CallbackEvent
 from shared.parser import parse_callback
 from shared.settings import Settings
 from tests.conftest import SEEDS, StartSystem
@@ -142,8 +143,10 @@ async def test_a_consumer_that_always_fails_ends_in_its_dead_queue_with_body_and
     await eventually(lambda: _count_is(broker, dead, 1))
     assert len(doomed.calls) == 3
     [parked] = await broker.take_all(dead)
-    event = parse_callback(OCR_XML.read_bytes())[0]
-    assert b'"job_id":"' + event.job_id.encode() + b'"' in parked.body
+    dead_event = CallbackEvent.model_validate_json(parked.body)
+    assert dead_event.job_id == "a3c193f288b2c11eeb60f39de2f86f409"
+    assert dead_event.envelope is not None
+    assert dead_event.envelope.raw_body == OCR_XML.read_bytes()
     headers = parked.headers or {}
     assert headers["x-attempts"] == 3
     assert headers["x-consumer"] == "doomed"
