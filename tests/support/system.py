@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from ingress.server import IngressService
+from shared.errors import GiveUp
 from shared.events import CallbackEvent
 from shared.settings import Settings
 from workers.consumer import LoadedConsumer, consumer
@@ -31,6 +32,8 @@ class Recorder:
     max_attempts: int | None = None
     retry_delays: Sequence[float] | None = None
     dedupe: bool = False
+    timeout: float | None = None
+    give_up: bool = False
     events: list[CallbackEvent] = field(default_factory=list)
     calls: list[float] = field(default_factory=list)
 
@@ -41,11 +44,14 @@ class Recorder:
             max_attempts=self.max_attempts,
             retry_delays=self.retry_delays,
             dedupe=self.dedupe,
+            timeout=self.timeout,
         )
         async def handle(event: CallbackEvent) -> None:
             self.calls.append(asyncio.get_running_loop().time())
             if self.delay:
                 await asyncio.sleep(self.delay)
+            if self.give_up:
+                raise GiveUp(f"{self.name} gives up on purpose")
             if self.always_fail or len(self.calls) <= self.fail_times:
                 raise RuntimeError(f"{self.name} fails on purpose (call {len(self.calls)})")
             self.events.append(event)
