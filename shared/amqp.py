@@ -42,7 +42,9 @@ async def connect(
                 settings.broker_url,
                 client_properties={"connection_name": f"callback-fanout {role}"},
             )
-        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+        except Exception as exc:  # any failure to connect is retried
+            # Not only OSError and AMQPError: a peer that accepts and closes at once makes
+            # the client raise StopAsyncIteration or EOFError under uvloop.
             event = "broker unreachable, retrying"
             if not warned:
                 log.warning(event, url=settings.masked_broker_url, error=str(exc), hint=_HINT)
