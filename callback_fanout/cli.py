@@ -191,7 +191,13 @@ def _services(command: str, settings: Settings) -> list[Service]:
         "router": [lambda: RouterService(settings)],
         "worker": [worker],
     }
-    return [make() for make in factories[command]]
+    services = [make() for make in factories[command]]
+    if command in ("router", "worker") and settings.health_port is not None:
+        from shared.health import HealthService
+
+        roles = [s for s in services if isinstance(s, RouterService | WorkerService)]
+        services.append(HealthService(settings.host, settings.health_port, roles))
+    return services
 
 
 def _parse_files(files: Sequence[Path], content_type: str | None) -> int:

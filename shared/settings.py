@@ -112,6 +112,13 @@ class Settings(BaseSettings):
         8190, ge=256, description="Longest request line or header field accepted."
     )
     max_headers: int = Field(64, ge=8, description="Most header fields a request may carry.")
+    health_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port of /healthz and /readyz for `router` and `worker` (on --host; "
+        "unset: none).",
+    )
     # Router
     router_prefetch: int = Field(64, ge=1, description="Raw bodies a router holds unacked.")
     # Consumer workers

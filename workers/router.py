@@ -86,6 +86,12 @@ class RouterService:
         self._tag = await self._raw.consume(self._on_message)
         log.info("router consuming", queue=self.topology.raw)
 
+    @property
+    def ready(self) -> bool:
+        """Connected, and consuming the raw queue."""
+        channel = self._channel
+        return self._tag is not None and channel is not None and not channel.is_closed
+
     async def wait_started(self) -> None:
         """Wait until the router is consuming (tests and readiness)."""
         assert self._starting is not None, "not started"

@@ -74,6 +74,11 @@ class ConsumerRunner:
     def name(self) -> str:
         return self.consumer.spec.name
 
+    @property
+    def ready(self) -> bool:
+        channel = self._channel
+        return self._tag is not None and channel is not None and not channel.is_closed
+
     async def start(self, connection: AbstractRobustConnection) -> None:
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=self.concurrency)
@@ -242,6 +247,13 @@ class WorkerService:
         self._connection = await connect(self.settings, role="worker", stop=self._stop)
         for runner in self.runners:
             await runner.start(self._connection)
+
+    @property
+    def ready(self) -> bool:
+        """Every consumer connected and consuming."""
+        return bool(self._starting and self._starting.done()) and all(
+            r.ready for r in self.runners
+        )
 
     async def wait_started(self) -> None:
         """Wait until every consumer is consuming (tests and readiness)."""
