@@ -251,9 +251,7 @@ class WorkerService:
     @property
     def ready(self) -> bool:
         """Every consumer connected and consuming."""
-        return bool(self._starting and self._starting.done()) and all(
-            r.ready for r in self.runners
-        )
+        return bool(self._starting and self._starting.done()) and all(r.ready for r in self.runners)
 
     async def wait_started(self) -> None:
         """Wait until every consumer is consuming (tests and readiness)."""
