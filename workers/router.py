@@ -73,6 +73,7 @@ class RouterService:
         self._inflight: set[asyncio.Task[None]] = set()
         self._starting: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._slots = asyncio.Semaphore(settings.router_prefetch)  # bodies routed at once
 
     async def start(self) -> None:
         self._starting = asyncio.create_task(self._connect())
@@ -112,13 +113,12 @@ class RouterService:
     async def _route(self, message: AbstractIncomingMessage) -> None:
         """Route every body the delivery carries; ack it once all are published or parked."""
         try:
-            bodies = raw_messages(message)
-        except ParseError as exc:  # a batch that does not unpack is parked whole
-            work = [self._park(message, exc.reason, exc.location)]
-        else:
-            work = [self._route_one(body) for body in bodies]
-        try:
-            await asyncio.gather(*work)
+            try:
+                bodies = raw_messages(message)
+            except ParseError as exc:  # a batch that does not unpack is parked whole
+                await self._park(message, exc.reason, exc.location)
+            else:
+                await self._route_all(bodies)
         except Exception as exc:
             # Not confirmed: hand the body back; the broker's delivery limit stops a loop.
             log.warning("publish failed, requeued", request_id=message.message_id, error=repr(exc))
@@ -127,7 +127,25 @@ class RouterService:
             return
         await message.ack()
 
-    async def _route_one(self, message: AbstractIncomingMessage) -> None:
+    async def _route_all(self, bodies: list[AbstractIncomingMessage]) -> None:
+        """Route ``bodies``, at most ``router_prefetch`` of them at once in this router.
+
+        The prefetch counts messages and a batch carries many bodies: routing all of them
+        at once would only add scheduling work, so each body waits for a slot first.
+        """
+        if len(bodies) == 1:
+            async with self._slots:
+                await self._route_lone(bodies[0])
+            return
+        routing = []
+        for body in bodies:
+            await self._slots.acquire()
+            task = asyncio.create_task(self._route_lone(body))
+            task.add_done_callback(lambda _: self._slots.release())
+            routing.append(task)
+        await asyncio.gather(*routing)
+
+    async def _route_lone(self, message: AbstractIncomingMessage) -> None:
         """Parse one lone body and publish its events, or park it; confirmed either way."""
         assert self._events is not None
         try:
