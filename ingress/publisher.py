@@ -33,7 +33,7 @@ log = get_logger("ingress.publisher")
 #: Defaults of the group commit; measured with ``bench/ingress_bench.py``.
 MAX_BATCH_BYTES = 1024 * 1024
 MAX_BATCH_COUNT = 256
-MAX_IN_FLIGHT = 2
+MAX_IN_FLIGHT = 3
 
 
 class Publisher(Protocol):
