@@ -89,8 +89,10 @@ class Plan:
     @classmethod
     def choose(cls, quick: bool) -> Plan:
         if quick:
-            return cls(1, 5, 1, (0.25, 0.5), 4, 8, 3, ((1, 1),), 20_000, 60)
-        return cls(3, 8, 2, (0.1, 0.25, 0.5, 0.75), 6, 30, 5, ((1, 1), (1, 2)), 100_000, 150)
+            return cls(1, 5, 1, (0.1, 0.25, 0.5), 3, 8, 2, ((1, 1),), 20_000, 60)
+        return cls(
+            3, 8, 2, (0.05, 0.1, 0.15, 0.25, 0.5, 0.75), 5, 30, 3, ((1, 1), (1, 2)), 100_000, 120
+        )
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -572,12 +574,16 @@ class Bench:
         print(
             f"saturation: {plan.rounds} round(s) of {plan.saturation_seconds:g}s each", flush=True
         )
-        for proc in servers.values():  # warm up: first connections, caches, the broker's queue
-            self.saturate(proc, plan.warmup_seconds)
+        self.results["acked"] = 0  # 2xx answers of our ingress, every run counted
+        self.results["acked_ids"] = []
+        self.results["in_flight_at_cutoff"] = 0  # bound on bodies published but never answered
+        for name, proc in servers.items():  # warm up: connections, caches, the broker's queue
+            self._count(name, self.saturate(proc, plan.warmup_seconds))
         runs: dict[str, list[Load]] = {name: [] for name in servers}
         for round_ in range(plan.rounds):
             for name, proc in servers.items():
                 load = self.saturate(proc, plan.saturation_seconds)
+                self._count(name, load)
                 runs[name].append(load)
                 print(
                     f"  round {round_ + 1} {name}: {load.throughput:,.0f} req/s "
@@ -587,9 +593,16 @@ class Bench:
         self.results["saturation"] = {
             name: [vars(x) for x in loads] for name, loads in runs.items()
         }
-        self.results["acked"] = sum(x.ok for x in runs[OURS])
-        self.results["in_flight_at_cutoff"] = CONNECTIONS * (plan.rounds + 1) if self.wrk else 0
-        self.results["acked_ids"] = []
+
+    def _count(self, name: str, load: Load) -> None:
+        """Keep the account of what our ingress acked, for the delivery check."""
+        if name != OURS:
+            return
+        self.results["acked"] += load.ok
+        self.results["acked_ids"] += load.request_ids
+        # wrk stops with a request in flight on each connection: published, never answered
+        self.results["in_flight_at_cutoff"] += CONNECTIONS if load.tool == "wrk" else 0
+        self.results["in_flight_at_cutoff"] += load.unanswered
 
     def section_rates(self, servers: dict[str, Proc]) -> None:
         plan = self.plan
@@ -610,9 +623,7 @@ class Bench:
                     or load.p99 > 1000
                     or load.unanswered > 0
                 )
-                if name == OURS:
-                    self.results["acked"] += load.ok
-                    self.results["acked_ids"] += load.request_ids
+                self._count(name, load)
                 entry = vars(load) | {"fraction": fraction, "saturated": saturated}
                 entry.pop("request_ids")
                 rates[name].append(entry)
@@ -628,8 +639,7 @@ class Bench:
         seconds = self.plan.sustained_seconds
         print(f"sustained saturation of our ingress: {seconds:g}s", flush=True)
         load = self.saturate(ours, seconds)
-        self.results["acked"] += load.ok
-        self.results["in_flight_at_cutoff"] += CONNECTIONS if self.wrk else 0
+        self._count(OURS, load)
         self.results["sustained"] = vars(load) | {"rss_start": None}
         self.results["sustained"].pop("request_ids")
         print(f"  {load.throughput:,.0f} req/s, RSS peak {load.rss_peak or 0:.0f} MB", flush=True)
@@ -639,19 +649,21 @@ class Bench:
         messages, bodies, ids, wrong = broker(count_bodies, self.url, self.prefix)
         acked_ids = set(self.results.pop("acked_ids"))
         missing = len(acked_ids - ids)
+        acked, cutoff = self.results["acked"], self.results["in_flight_at_cutoff"]
         self.results["delivered"] = {
             "messages": messages,
             "bodies": bodies,
-            "acked_counted": self.results["acked"],
+            "acked": acked,
+            "unanswered_bound": cutoff,
             "acked_ids_checked": len(acked_ids),
             "acked_ids_missing": missing,
             "bodies_not_the_seed": wrong,
-            "note": "bodies >= acked: the warm-up runs and requests in flight when wrk stops "
-            "are published but not counted as acked",
+            "ok": missing == 0 and wrong == 0 and acked <= bodies <= acked + cutoff,
         }
         print(
             f"delivered: {bodies:,} bodies in {messages:,} messages for "
-            f"{self.results['acked']:,} acked; acked ids missing: {missing}; "
+            f"{acked:,} acked (+ at most {cutoff} in flight when a run stopped); "
+            f"acked ids missing: {missing}; "
             f"bodies differing from the seed: {wrong}",
             flush=True,
         )
@@ -872,9 +884,11 @@ def report(results: dict[str, Any]) -> str:
     if "delivered" in results:
         d = results["delivered"]
         lines.append(
-            f"Every acked body delivered: {d['bodies']:,} bodies in {d['messages']:,} messages "
-            f"on the raw queue for {d['acked_counted']:,} 2xx answers; of the "
-            f"{d['acked_ids_checked']:,} acked request ids the generator recorded, "
+            f"Every acked body delivered: **{'yes' if d['ok'] else 'NO'}**. {d['bodies']:,} bodies "
+            f"(in {d['messages']:,} messages) on the raw queue for {d['acked']:,} 2xx answers "
+            f"(wrk stops with up to {CONNECTIONS} requests in flight, published but never "
+            f"answered: at most {d['unanswered_bound']:,} more); of the "
+            f"{d['acked_ids_checked']:,} acked request ids the open-loop runs recorded, "
             f"{d['acked_ids_missing']} missing; bodies differing from the seed: "
             f"{d['bodies_not_the_seed']}."
         )
@@ -899,10 +913,73 @@ def report(results: dict[str, Any]) -> str:
             f"{b['rss_at_10'] or 0:.0f} / {b['rss_at_50'] or 0:.0f} / {b['rss_at_90'] or 0:.0f} "
             f"MB, peak {b['rss_peak'] or 0:.0f} MB."
         )
+    lines.append("")
+    lines.append("Targets (issue 5), from this run:")
+    lines.append("")
+    lines += [f"- {line}" for line in targets(results)]
     for note in results["notes"]:
         lines.append("")
         lines.append(f"Note: {note}")
     return "\n".join(lines) + "\n"
+
+
+def targets(results: dict[str, Any]) -> list[str]:
+    """The issue's targets, each with this run's figure and whether it is met."""
+
+    def verdict(ok: bool | None) -> str:
+        return "not measured" if ok is None else ("met" if ok else "**not met**")
+
+    out = []
+    noop = median_throughput(results, NOOP)
+    ours = median_throughput(results, OURS)
+    sat = results["saturation"][OURS]
+    non_2xx = sum(x["non_2xx"] + x["errors"] for x in sat)
+    delivered = results.get("delivered", {}).get("ok")
+    ratio = ours / noop
+    out.append(
+        f"durable ingest >= 0.6x no-op (aim 0.8x), zero non-2xx, every acked body delivered: "
+        f"{ratio:.2f}x, {non_2xx} non-2xx/errors, delivered {delivered} - "
+        f"{verdict(ratio >= 0.6 and non_2xx == 0 and bool(delivered))}"
+    )
+    half = next((e for e in results.get("rates", {}).get(OURS, []) if e["fraction"] == 0.5), None)
+    if half is None:
+        out.append(
+            "ack latency p99 <= 10 ms, p99.9 <= 50 ms at half the no-op throughput: our ingress "
+            "saturated below that rate - **not met**"
+        )
+    else:
+        ok = half["p99"] <= 10 and half["p999"] <= 50 and not half["saturated"]
+        out.append(
+            f"ack latency p99 <= 10 ms, p99.9 <= 50 ms at half the no-op throughput "
+            f"({half['offered']:,.0f} req/s): p99 {_ms(half['p99'])} ms, p99.9 "
+            f"{_ms(half['p999'])} ms{' (saturated)' if half['saturated'] else ''} - {verdict(ok)}"
+        )
+    e2e = next((e for e in results.get("e2e", []) if e["routers"] == e["workers"] == 1), None)
+    if e2e is None:
+        out.append("end to end >= 3,000 events/s with 1 router + 1 worker (aim): not measured")
+    else:
+        rate = e2e["events_per_second"]
+        out.append(
+            f"end to end >= 3,000 events/s with 1 router + 1 worker (aim): {rate:,.0f} "
+            f"events/s - {verdict(rate >= 3000)}"
+        )
+    rss = max(
+        [x["rss_peak"] or 0 for x in sat] + [results.get("sustained", {}).get("rss_peak") or 0]
+    )
+    out.append(
+        f"ingress RSS <= 100 MB under sustained saturation: {rss:.0f} MB - {verdict(rss <= 100)}"
+    )
+    backlog = results.get("backlog")
+    if backlog and backlog["rss_at_10"] and backlog["rss_at_90"]:
+        growth = backlog["rss_at_90"] - backlog["rss_at_10"]
+        out.append(
+            f"worker RSS flat while {backlog['events']:,} events drain: "
+            f"{backlog['rss_at_10']:.0f} MB at 10%, {backlog['rss_at_90']:.0f} MB at 90% "
+            f"({growth:+.1f} MB) - {verdict(growth <= 0.1 * backlog['rss_at_10'])}"
+        )
+    else:
+        out.append("worker RSS flat while a backlog drains: not measured")
+    return out
 
 
 def plot(results: dict[str, Any], paths: Sequence[Path]) -> None:
@@ -919,10 +996,30 @@ def plot(results: dict[str, Any], paths: Sequence[Path]) -> None:
         x = [e["offered"] for e in entries]
         ax.plot(x, [e["p99"] for e in entries], "o-", color=color, label=f"{name} p99")
         ax.plot(x, [e["p50"] for e in entries], "x--", color=color, alpha=0.6, label=f"{name} p50")
+        hollow = [e for e in entries if e["saturated"]]
+        ax.plot(
+            [e["offered"] for e in hollow],
+            [e["p99"] for e in hollow],
+            "o",
+            markersize=11,
+            markerfacecolor="none",
+            color=color,
+        )
+    half = median_throughput(results, NOOP) / 2
+    ax.axvline(half, color="grey", linestyle=":", linewidth=1)
+    ax.text(
+        half, 0.02, " half the no-op\n throughput", transform=ax.get_xaxis_transform(), fontsize=7
+    )
+    ax.axhline(10, color="grey", linestyle=":", linewidth=1)
+    ax.text(
+        0.01, 10, "p99 target 10 ms", transform=ax.get_yaxis_transform(), fontsize=7, va="bottom"
+    )
     ax.set_yscale("log")
     ax.set_xlabel("offered load, requests/s (open loop)")
     ax.set_ylabel("latency, ms (log)")
-    ax.set_title(f"Latency against offered rate - {results['date']}")
+    ax.set_title(
+        f"Latency against offered rate (circled: saturated) - {results['date']}", fontsize=10
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
