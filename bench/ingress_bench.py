@@ -8,15 +8,16 @@ It starts everything it needs on 127.0.0.1 (RabbitMQ must be running: ``--amqp-u
 
 1. **saturation**: wrk (1 thread, 32 connections, the 2.6 KB OCR XML seed) against the no-op
    aiohttp server, the naive ingress (one publish per request, each awaiting its own
-   confirm, on a durable quorum queue), our ingress's HTTP app with publishing disabled
-   (the ceiling of our HTTP code, not durable), and our ingress (``callback-fanout ingress``),
-   in interleaved rounds so that the neighbours' noise falls on all of them alike;
+   confirm, on a durable quorum queue), the same minimal handler in front of our group
+   commit publisher, our ingress's HTTP app with publishing disabled (the ceiling of our
+   HTTP code, not durable) and our ingress (``callback-fanout ingress``), in interleaved
+   rounds so that the neighbours' noise falls on all of them alike (``bench/servers.py``);
 2. **fixed rates**: an open-loop generator (``bench/loadgen.py``) offers fractions of the
    no-op server's throughput to each, latency counted from when each request was released;
 3. **every acked body is delivered**: every request our ingress answered 2xx is found in
    ``<prefix>.raw`` (bodies unpacked from batches, compared byte for byte);
 4. **end to end**: HTTP in -> router -> a no-op consumer, events/s, with one router and one
-   then two worker processes;
+   worker process, then more processes (``--quick``: one of each only);
 5. **memory**: the ingress's RSS under sustained saturation; a worker's RSS while a backlog
    of 100,000 events (20,000 with ``--quick``) drains.
 
@@ -63,12 +64,11 @@ OPEN_LOOP_CONNECTIONS = 64  # the open-loop generator's pool (a real sender open
 NOOP_CONSUMER = "bench.noop_consumer"
 NOOP_NAME = "bench-noop"
 
-NOOP, NAIVE, APP, OURS = (
-    "no-op aiohttp",
-    "naive publish-per-request",
-    "ingress app, no broker",
-    "callback-fanout ingress",
-)
+NOOP = "no-op aiohttp"
+NAIVE = "naive: a publish per request"
+GROUP = "naive handler + group commit"
+APP = "our HTTP app, no broker"
+OURS = "callback-fanout ingress"
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,16 @@ class Plan:
         if quick:
             return cls(1, 5, 1, (0.1, 0.25, 0.5), 3, 8, 2, ((1, 1),), 20_000, 60)
         return cls(
-            3, 8, 2, (0.05, 0.1, 0.15, 0.25, 0.5, 0.75), 5, 30, 3, ((1, 1), (1, 2)), 100_000, 120
+            3,
+            8,
+            2,
+            (0.05, 0.1, 0.15, 0.25, 0.5, 0.75),
+            5,
+            30,
+            3,
+            ((1, 1), (1, 2), (2, 2)),
+            100_000,
+            120,
         )
 
 
@@ -509,6 +518,10 @@ class Bench:
             queue = f"{self.prefix}.naive"
             self.extra_queues.append(queue)
             argv += ["--amqp-url", self.url, "--queue", queue]
+        if kind == "group":
+            prefix = f"{self.prefix}-group"
+            self.prefixes.append(prefix)
+            argv += ["--amqp-url", self.url, "--prefix", prefix]
         proc = self.start(name, argv)
         proc.port = port
         wait_http(f"http://127.0.0.1:{port}/healthz", 60, proc)
@@ -549,11 +562,12 @@ class Bench:
         servers: dict[str, Proc] = {
             NOOP: self.start_server("noop", "noop"),
             NAIVE: self.start_server("naive", "naive"),
+            GROUP: self.start_server("group", "group"),
             APP: self.start_server("app", "app"),
             OURS: self.start_ingress("ingress", self.prefix),
         }
         if self.args.compare_tree:
-            label = f"ingress from {self.args.compare_tree.name}"
+            label = self.args.compare_label or f"ingress from {self.args.compare_tree.name}"
             servers[label] = self.start_ingress(
                 "ingress-compare", f"{self.prefix}-cmp", tree=self.args.compare_tree.resolve()
             )
@@ -1052,6 +1066,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="also run the ingress of another checkout (a before/after in the same run)",
     )
+    parser.add_argument("--compare-label", help="the name of that row in the tables")
     args = parser.parse_args(argv)
     bench = Bench(args)
     started = time.monotonic()

@@ -6,9 +6,13 @@
 ``app``    the ingress's own application (``ingress.app.create_app``) with a publisher that
            does nothing: the HTTP ceiling of our code, NOT durable; it shows how much of the
            gap to ``noop`` is the HTTP handling rather than the broker.
+``group``  the ``naive`` server's minimal handler in front of our publisher
+           (``ingress.publisher.AmqpPublisher``, group commit) on ``<prefix>.raw``: the two
+           ways of making a body durable compared behind the same HTTP handling.
 
     python -m bench.servers noop --port 8001
     python -m bench.servers naive --port 8002 --queue bench-x.naive --amqp-url amqp://...
+    python -m bench.servers group --port 8003 --prefix bench-x-group --amqp-url amqp://...
 
 Each answers ``GET /healthz`` once ready, runs on uvloop when installed (as the ingress does),
 and stops cleanly on SIGTERM.
@@ -92,11 +96,45 @@ def _http_only_app() -> web.Application:
     return create_app(settings, DiscardingPublisher())  # it has its own GET /healthz
 
 
+async def _group_commit_app(amqp_url: str, prefix: str) -> web.Application:
+    import itertools
+    import os
+    import time
+
+    from ingress.publisher import AmqpPublisher, RawMeta
+    from shared.errors import BrokerUnavailable
+    from shared.settings import Settings
+
+    publisher = AmqpPublisher(Settings.load(amqp_url=amqp_url, prefix=prefix))
+    await publisher.start()
+    ids = (f"{os.urandom(8).hex()}{n:016x}" for n in itertools.count())
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        request_id = next(ids)
+        meta = RawMeta(request_id, time.time(), request.content_type, request.remote)
+        try:
+            await publisher.publish(body, meta)
+        except BrokerUnavailable:
+            return web.Response(status=503)
+        return web.Response(status=200, headers={"X-Request-Id": request_id})
+
+    async def close(_app: web.Application) -> None:
+        await publisher.close()
+
+    app = web.Application()
+    app.add_routes([web.post("/callbacks", receive), web.get("/healthz", _healthz)])
+    app.on_cleanup.append(close)
+    return app
+
+
 async def _serve(args: argparse.Namespace) -> None:
     if args.kind == "noop":
         app = _noop_app()
     elif args.kind == "naive":
         app = await _naive_app(args.amqp_url, args.queue)
+    elif args.kind == "group":
+        app = await _group_commit_app(args.amqp_url, args.prefix)
     else:
         app = _http_only_app()
     runner = web.AppRunner(app, access_log=None)
@@ -114,10 +152,11 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="baseline servers for bench/ingress_bench.py")
-    parser.add_argument("kind", choices=["noop", "naive", "app"])
+    parser.add_argument("kind", choices=["noop", "naive", "app", "group"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
-    parser.add_argument("--queue", default="bench.naive")
+    parser.add_argument("--queue", default="bench.naive", help="the naive server's queue")
+    parser.add_argument("--prefix", default="bench-group", help="the group server's prefix")
     args = parser.parse_args(argv)
     try:
         import uvloop
