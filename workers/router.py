@@ -80,7 +80,7 @@ class RouterService:
 
     async def _connect(self) -> None:
         self._connection = await connect(self.settings, role="router", stop=self._stop)
-        channel = await self._connection.channel(publisher_confirms=True)
+        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         await channel.set_qos(prefetch_count=self.settings.router_prefetch)
         self._raw, self._events = await self.topology.declare_router(channel)
         self._channel = channel

@@ -80,7 +80,7 @@ class ConsumerRunner:
         return self._tag is not None and channel is not None and not channel.is_closed
 
     async def start(self, connection: AbstractRobustConnection) -> None:
-        channel = await connection.channel(publisher_confirms=True)
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await channel.set_qos(prefetch_count=self.concurrency)
         self._queue = await self.topology.declare_consumer(
             channel, self.queues, self.consumer.spec.routes
@@ -105,6 +105,14 @@ class ConsumerRunner:
         self._inflight.add(task)
         try:
             await self._handle(message)
+        except asyncio.CancelledError:
+            raise  # cut off at shutdown: unacked, the broker redelivers it
+        except Exception as exc:
+            # A retry or park that could not be published (broker, dedupe store): hand the
+            # message back now rather than hold it unacked on a live channel.
+            log.warning("could not settle message, requeued", error=_describe(exc))
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
         finally:
             self._inflight.discard(task)
 
@@ -132,8 +140,8 @@ class ConsumerRunner:
                 await message.ack()
                 log.info("duplicate dropped", idempotency_key=event.idempotency_key)
                 return
-            if claim is Claim.BUSY:
-                await self._failed(message, attempt, "the same event is being handled", None)
+            if claim is Claim.BUSY:  # not a failure of this handler: costs no attempt
+                await self._failed(message, done, "the same event is being handled", None)
                 return
         started = time.monotonic()
         error = await self._run_handler(event)
@@ -173,7 +181,7 @@ class ConsumerRunner:
         if not self.policy.should_retry(attempt):
             await self._dead(message, attempt, error)
             return
-        delay = self.policy.delay_after(attempt, requested)
+        delay = self.policy.delay_after(max(attempt, 1), requested)
         assert self._channel is not None
         await self._channel.default_exchange.publish(
             parked_copy(message, {ATTEMPTS_HEADER: attempt, "x-last-error": error[:4000]}),
