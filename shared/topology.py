@@ -32,8 +32,10 @@ __all__ = [
     "quorum_arguments",
 ]
 
-#: Redeliveries (crashes, requeues) of one message before the broker parks it by itself.
-DELIVERY_LIMIT = 10
+#: Deliveries of one message without an ack before the broker parks it by itself. It stops a
+#: body that crashes its process from looping forever; connection cuts, kills and shutdown
+#: hand-backs count too, so it is well above what a rolling restart or an outage costs.
+DELIVERY_LIMIT = 20
 
 _DELAY_RE = re.compile(r"\.delay\.(\d+)ms$")
 _ROUTE_WORD = re.compile(r"^(\*|#|[A-Za-z0-9_\-]+)$")

@@ -9,6 +9,7 @@ came from, with its original properties and the attempt count reset, then remove
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -69,6 +70,8 @@ class ParkedMessage:
     @property
     def reason(self) -> str:
         h = self.headers
+        if h.get("x-first-death-reason") == "delivery_limit" and not h.get("x-last-error"):
+            return "delivery limit: delivered again and again without an ack (crash or kills)"
         return str(h.get("x-parse-error") or h.get("x-last-error") or "no consumer bound")
 
     @property
@@ -164,8 +167,25 @@ class Parking:
             if where.matches(parked):
                 yield parked
 
+    async def _settled(self, queue: str, expected: int, seconds: float = 5.0) -> None:
+        """Wait until what a closed channel handed back is in ``queue`` again.
+
+        The broker returns unacked messages after the channel is closed, not before the close
+        is confirmed: without this, a count or a second look right after would miss them.
+        """
+        channel = await self.connection.channel()
+        try:
+            deadline = asyncio.get_running_loop().time() + seconds
+            while await self.topology.message_count(channel, queue) < expected:
+                if asyncio.get_running_loop().time() > deadline:
+                    return
+                await asyncio.sleep(0.05)
+        finally:
+            await channel.close()
+
     async def show(self, queue: str, where: MessageFilter, limit: int) -> list[ParkedMessage]:
         channel = await self.connection.channel()
+        before = await self.topology.message_count(channel, queue)
         found: list[ParkedMessage] = []
         try:
             async for parked in self._each(channel, queue, where):
@@ -174,11 +194,13 @@ class Parking:
                     break
         finally:
             await channel.close()  # nothing was acked: everything goes back
+        await self._settled(queue, before)
         return found
 
     async def replay(self, queue: str, where: MessageFilter, *, dry_run: bool) -> int:
         """Send matching messages back where they came from; returns how many."""
         channel = await self.connection.channel(publisher_confirms=True)
+        before = await self.topology.message_count(channel, queue)
         replayed = 0
         try:
             async for parked in self._each(channel, queue, where):
@@ -189,10 +211,12 @@ class Parking:
                 replayed += 1
         finally:
             await channel.close()
+        await self._settled(queue, before - (0 if dry_run else replayed))
         return replayed
 
     async def purge(self, queue: str, where: MessageFilter) -> int:
         channel = await self.connection.channel()
+        before = await self.topology.message_count(channel, queue)
         purged = 0
         try:
             async for parked in self._each(channel, queue, where):
@@ -200,6 +224,7 @@ class Parking:
                 purged += 1
         finally:
             await channel.close()
+        await self._settled(queue, before - purged)
         return purged
 
     async def _destination(
