@@ -93,11 +93,16 @@ class Soak:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
         await asyncio.gather(*pending)
 
-    async def start_worker(self, settings: Settings) -> None:
+    async def start_worker(self, settings: Settings) -> int:
+        """Start a worker; returns the port of its /readyz."""
         env = {"FAULT_OUT": str(self.out), "FAULT_SLEEP": "0.002"}
+        port = _free_port()
         self.workers.append(
-            await RoleProcess.start("worker", settings, "--consumer", CONSUMERS, env=env)
+            await RoleProcess.start(
+                "worker", settings, "--consumer", CONSUMERS, "--health-port", str(port), env=env
+            )
         )
+        return port
 
     async def faults(self, proxy: CuttableProxy, settings: Settings, stop: asyncio.Event) -> None:
         period = max(10.0, self.args.duration / 6)
@@ -146,11 +151,14 @@ class Soak:
                     str(self.workdir / "spool"),
                 )
             )
-            self.others.append(await RoleProcess.start("router", settings))
-            for _ in range(2):
-                await self.start_worker(settings)
+            router_port = _free_port()
+            self.others.append(
+                await RoleProcess.start("router", settings, "--health-port", str(router_port))
+            )
+            ready_ports = [port, router_port] + [await self.start_worker(settings) for _ in "ab"]
             async with aiohttp.ClientSession() as http:
-                await _wait_ready(http, port)
+                for ready_port in ready_ports:  # load only once every role consumes
+                    await _wait_ready(http, ready_port)
                 stop = asyncio.Event()
                 load = asyncio.create_task(
                     self.post_forever(http, f"http://127.0.0.1:{port}/callbacks", stop)
@@ -182,10 +190,10 @@ class Soak:
         dead = topology.consumer(CONSUMER, [1.0]).dead
         while True:
             delivered = self.out.read_text().split() if self.out.exists() else []
-            for queue in (topology.unparsed, dead):
+            for queue in (topology.unparsed, topology.unrouted, dead):
                 q = await topology.declare_queue(channel, queue)
                 while (m := await q.get(no_ack=True, fail=False)) is not None:
-                    parked.update(lone.message_id or "" for lone in raw_messages(m))
+                    parked.update(_request_ids(m))
             if set(self.accepted) <= set(delivered) | parked:
                 return delivered, parked
             if time.monotonic() > deadline:
@@ -224,6 +232,15 @@ class Soak:
         ok = not lost and len(accepted) == len(delivered) + len(parked)
         print("accounting:", "OK" if ok else "MISMATCH")
         return 0 if ok else 1
+
+
+def _request_ids(message: aio_pika.abc.AbstractIncomingMessage) -> list[str]:
+    """The request ids a parked message stands for: raw bodies (batches unpacked) carry it as
+    their message id, events in its x-request-id header."""
+    request_id = (message.headers or {}).get("x-request-id")
+    if request_id is not None:
+        return [str(request_id)]
+    return [lone.message_id or "" for lone in raw_messages(message)]
 
 
 def _ctl(*args: str) -> None:
