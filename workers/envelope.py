@@ -6,11 +6,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractIncomingMessage, HeadersType
 
 from shared.events import CallbackEvent, Envelope
 
-__all__ = ["envelope_of", "event_message", "http_headers_of"]
+__all__ = [
+    "copy_with_headers",
+    "envelope_of",
+    "event_message",
+    "http_headers_of",
+    "parked_copy",
+]
 
 
 def http_headers_of(message: AbstractIncomingMessage) -> dict[str, str]:
@@ -58,6 +64,27 @@ def event_message(event: CallbackEvent, index: int) -> aio_pika.Message:
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         headers=headers,
     )
+
+
+def copy_with_headers(message: AbstractIncomingMessage, headers: HeadersType) -> aio_pika.Message:
+    """A persistent copy of ``message`` (body and properties) carrying ``headers``."""
+    return aio_pika.Message(
+        message.body,
+        headers=headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        timestamp=message.timestamp,
+        type=message.type,
+        app_id=message.app_id,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def parked_copy(message: AbstractIncomingMessage, extra_headers: HeadersType) -> aio_pika.Message:
+    """The message as it came, properties kept, with extra headers (the reason)."""
+    return copy_with_headers(message, {**(message.headers or {}), **extra_headers})
 
 
 def _text(value: object) -> str:

@@ -20,6 +20,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 
 from shared.errors import ConfigError
 from shared.topology import Topology
+from workers.envelope import copy_with_headers
 
 __all__ = ["MessageFilter", "ParkedMessage", "Parking", "topic_matches"]
 
@@ -240,19 +241,9 @@ class Parking:
 
 
 def _fresh_copy(message: AbstractIncomingMessage) -> aio_pika.Message:
+    """The message as it was before it was parked: the parking headers removed."""
     headers = {k: v for k, v in (message.headers or {}).items() if k not in PARKING_HEADERS}
-    return aio_pika.Message(
-        message.body,
-        headers=headers,
-        content_type=message.content_type,
-        content_encoding=message.content_encoding,
-        message_id=message.message_id,
-        correlation_id=message.correlation_id,
-        timestamp=message.timestamp,
-        type=message.type,
-        app_id=message.app_id,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-    )
+    return copy_with_headers(message, headers)
 
 
 def _jsonable(value: object) -> object:

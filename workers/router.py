@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -31,29 +30,11 @@ from shared.parser import parse_callback
 from shared.settings import Settings
 from shared.topology import Topology
 from workers.batch import raw_messages
-from workers.envelope import envelope_of, event_message, http_headers_of
+from workers.envelope import envelope_of, event_message, http_headers_of, parked_copy
 
-__all__ = ["RouterService", "parked_copy"]
+__all__ = ["RouterService"]
 
 log = get_logger("router")
-
-
-def parked_copy(message: AbstractIncomingMessage, extra_headers: HeadersType) -> aio_pika.Message:
-    """The message as it came, properties kept, with extra headers (the reason)."""
-    headers: HeadersType = dict(message.headers or {})
-    headers.update(extra_headers)
-    return aio_pika.Message(
-        message.body,
-        headers=headers,
-        content_type=message.content_type,
-        content_encoding=message.content_encoding,
-        message_id=message.message_id,
-        correlation_id=message.correlation_id,
-        timestamp=message.timestamp,
-        type=message.type,
-        app_id=message.app_id,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-    )
 
 
 class RouterService:

@@ -32,8 +32,8 @@ from shared.settings import Settings
 from shared.topology import ConsumerQueues, Topology
 from workers.consumer import LoadedConsumer
 from workers.dedupe import Claim, DedupeStore, build_store
+from workers.envelope import parked_copy
 from workers.retry import RetryPolicy
-from workers.router import parked_copy
 
 __all__ = ["ConsumerRunner", "WorkerService"]
 

@@ -10,6 +10,7 @@ import asyncio
 import signal
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -38,75 +39,90 @@ async def consumers_on(broker: BrokerClient, queue: str) -> int:
     return declared.declaration_result.consumer_count or 0
 
 
+@dataclass
+class RecordingWorkers:
+    """Worker processes running the recording consumer of tests.support.fault_consumers."""
+
+    settings: Settings
+    broker: BrokerClient
+    tmp_path: Path
+    processes: list[RoleProcess] = field(default_factory=list)
+
+    @property
+    def out(self) -> list[str]:
+        """Request ids whose handler finished."""
+        return lines(self.tmp_path / "out")
+
+    @property
+    def started(self) -> list[str]:
+        """Request ids whose handler started."""
+        return lines(self.tmp_path / "started")
+
+    @property
+    def queue(self) -> str:
+        return self.broker.topology.consumer("slow-recorder", self.settings.retry_delays).main
+
+    async def start(self, handler_seconds: float) -> RoleProcess:
+        """A worker whose handlers take ``handler_seconds``, once it consumes."""
+        env = {
+            "FAULT_OUT": str(self.tmp_path / "out"),
+            "FAULT_STARTED": str(self.tmp_path / "started"),
+            "FAULT_SLEEP": str(handler_seconds),
+        }
+        self.broker.track(["slow-recorder"], self.settings.retry_delays)
+        process = await RoleProcess.start(
+            "worker", self.settings, "--consumer", FAULT_CONSUMERS, env=env
+        )
+        self.processes.append(process)
+        await eventually(lambda: _has_consumers(self.broker, self.queue, 1), timeout=30)
+        return process
+
+
 @pytest.fixture
-async def workers() -> AsyncIterator[list[RoleProcess]]:
-    started: list[RoleProcess] = []
-    yield started
-    for process in started:
+async def workers(
+    settings: Settings, broker: BrokerClient, tmp_path: Path
+) -> AsyncIterator[RecordingWorkers]:
+    pool = RecordingWorkers(settings, broker, tmp_path)
+    yield pool
+    for process in pool.processes:
         await process.close()
 
 
 async def test_a_sigterm_lets_in_flight_handlers_finish_hands_back_the_rest_and_exits_0(
-    start_system: StartSystem,
-    broker: BrokerClient,
-    workers: list[RoleProcess],
-    tmp_path: Path,
+    start_system: StartSystem, broker: BrokerClient, workers: RecordingWorkers
 ) -> None:
     system = await start_system(worker=False)
-    settings = system.settings
-    out, started = tmp_path / "out", tmp_path / "started"
-    env = {"FAULT_OUT": str(out), "FAULT_STARTED": str(started), "FAULT_SLEEP": "1.5"}
-    broker.track(["slow-recorder"], settings.retry_delays)
-    worker = await RoleProcess.start("worker", settings, "--consumer", FAULT_CONSUMERS, env=env)
-    workers.append(worker)
-    queue = broker.topology.consumer("slow-recorder", settings.retry_delays).main
-    await eventually(lambda: _has_consumers(broker, queue, 1), timeout=30)
+    worker = await workers.start(handler_seconds=1.5)
 
     accepted = [(await system.post(OCR)).headers["X-Request-Id"] for _ in range(10)]
-    await eventually(lambda: len(lines(started)) == 4)  # concurrency 4: four in flight
+    await eventually(lambda: len(workers.started) == 4)  # concurrency 4: four in flight
     worker.signal(signal.SIGTERM)
     assert await worker.wait(timeout=20) == 0
 
-    assert sorted(lines(out)) == sorted(lines(started))  # every started handler finished
-    assert len(lines(out)) == 4
-    await eventually(lambda: _count_is(broker, queue, 6))  # the rest is back on the queue
+    assert sorted(workers.out) == sorted(workers.started)  # every started handler finished
+    assert len(workers.out) == 4
+    await eventually(lambda: _count_is(broker, workers.queue, 6))  # the rest is handed back
 
-    env["FAULT_SLEEP"] = "0"
-    workers.append(
-        await RoleProcess.start("worker", settings, "--consumer", FAULT_CONSUMERS, env=env)
-    )
-    await eventually(lambda: len(lines(out)) == 10, timeout=30)
-    assert sorted(lines(out)) == sorted(accepted)  # each exactly once
+    await workers.start(handler_seconds=0)
+    await eventually(lambda: len(workers.out) == 10, timeout=30)
+    assert sorted(workers.out) == sorted(accepted)  # each exactly once
 
 
 async def test_a_worker_killed_mid_handling_has_its_messages_redelivered_to_another(
-    start_system: StartSystem,
-    broker: BrokerClient,
-    workers: list[RoleProcess],
-    tmp_path: Path,
+    start_system: StartSystem, workers: RecordingWorkers
 ) -> None:
     system = await start_system(worker=False)
-    settings = system.settings
-    out, started = tmp_path / "out", tmp_path / "started"
-    env = {"FAULT_OUT": str(out), "FAULT_STARTED": str(started), "FAULT_SLEEP": "30"}
-    broker.track(["slow-recorder"], settings.retry_delays)
-    doomed = await RoleProcess.start("worker", settings, "--consumer", FAULT_CONSUMERS, env=env)
-    workers.append(doomed)
-    queue = broker.topology.consumer("slow-recorder", settings.retry_delays).main
-    await eventually(lambda: _has_consumers(broker, queue, 1), timeout=30)
+    doomed = await workers.start(handler_seconds=30)
 
     accepted = [(await system.post(OCR)).headers["X-Request-Id"] for _ in range(3)]
-    await eventually(lambda: len(lines(started)) == 3)
+    await eventually(lambda: len(workers.started) == 3)
     doomed.signal(signal.SIGKILL)
     await doomed.wait(timeout=10)
-    assert lines(out) == []
+    assert workers.out == []
 
-    env["FAULT_SLEEP"] = "0"
-    workers.append(
-        await RoleProcess.start("worker", settings, "--consumer", FAULT_CONSUMERS, env=env)
-    )
-    await eventually(lambda: len(lines(out)) == 3, timeout=30)
-    assert sorted(lines(out)) == sorted(accepted)
+    await workers.start(handler_seconds=0)
+    await eventually(lambda: len(workers.out) == 3, timeout=30)
+    assert sorted(workers.out) == sorted(accepted)
 
 
 async def test_connections_cut_under_load_every_role_reconnects_and_nothing_accepted_is_lost(
