@@ -308,60 +308,73 @@ async def _connect(url: str) -> Any:
 
 
 async def count_bodies(url: str, prefix: str) -> tuple[int, int, set[str], int]:
-    """Drain ``<prefix>.raw``: (messages, bodies, request ids, bodies not equal to the seed)."""
+    """Drain ``<prefix>.raw``: (messages, bodies, request ids, bodies not equal to the seed).
+
+    Consumes until the queue stays empty (nothing publishes to it any more), then makes sure
+    with a ``basic.get``: exact, where a quorum queue's declared count can lag. The queue is
+    declared passively, so its arguments need not match this checkout's.
+    """
     from shared.batchformat import is_batch, unpack
     from shared.topology import Topology
 
     seed = SEED.read_bytes()
     topology = Topology(prefix)
     connection = await _connect(url)
+    ids: set[str] = set()
+    messages = bodies = wrong = 0
+
+    def take(message: Any) -> None:
+        nonlocal messages, bodies, wrong
+        if is_batch(message.content_type):
+            entries = [(m.request_id, b) for m, b in unpack(message.body)]
+        else:
+            entries = [(message.message_id or "", message.body)]
+        for request_id, body in entries:
+            ids.add(request_id)
+            wrong += body != seed
+        bodies += len(entries)
+        messages += 1
+
     try:
         channel = await connection.channel()
-        expected = await topology.message_count(channel, topology.raw)
-        queue = await topology.declare_queue(channel, topology.raw)
         await channel.set_qos(prefetch_count=500)
-        ids: set[str] = set()
-        messages = bodies = wrong = 0
-        if expected:
-            async with queue.iterator() as it:
-                async for message in it:
-                    if is_batch(message.content_type):
-                        entries = [(m.request_id, b) for m, b in unpack(message.body)]
-                    else:
-                        entries = [(message.message_id or "", message.body)]
-                    for request_id, body in entries:
-                        ids.add(request_id)
-                        wrong += body != seed
-                    bodies += len(entries)
-                    messages += 1
-                    await message.ack()
-                    if messages >= expected:
-                        break
-        return messages, bodies, ids, wrong
+        queue = await channel.declare_queue(topology.raw, passive=True)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with queue.iterator(timeout=2) as it:
+                    async for message in it:
+                        take(message)
+                        await message.ack()
+            last = await queue.get(fail=False)
+            if last is None:
+                return messages, bodies, ids, wrong
+            take(last)
+            await last.ack()
     finally:
         await connection.close()
 
 
-async def consumers_on(url: str, prefix: str, queue: str) -> int:
-    from shared.topology import Topology
-
-    topology = Topology(prefix)
+async def consumers_on(url: str, queue: str) -> int:
+    """Consumers of ``queue`` (a passive declare: its arguments need not match ours)."""
     connection = await _connect(url)
     try:
-        declared = await topology.declare_queue(await connection.channel(), queue)
+        declared = await (await connection.channel()).declare_queue(queue, passive=True)
         return int(declared.declaration_result.consumer_count or 0)
+    except Exception:  # not declared yet
+        return 0
     finally:
         await connection.close()
 
 
-async def ready_messages(url: str, prefix: str, queues: Sequence[str]) -> int:
-    from shared.topology import Topology
-
-    topology = Topology(prefix)
+async def ready_messages(url: str, queues: Sequence[str]) -> int:
+    """Ready messages in ``queues`` (passive declares: metrics, they may lag a little)."""
     connection = await _connect(url)
     try:
-        channel = await connection.channel()
-        return sum([await topology.message_count(channel, q) for q in queues])
+        total = 0
+        for queue in queues:
+            declared = await (await connection.channel()).declare_queue(queue, passive=True)
+            total += declared.declaration_result.message_count or 0
+        return total
     finally:
         await connection.close()
 
@@ -581,7 +594,25 @@ class Bench:
             self.section_e2e()
         if not self.args.skip_e2e and self.time_left():
             self.section_backlog()
+        self.section_parser()
         return self.results
+
+    def section_parser(self) -> None:
+        """The parser's own figure (``bench/parse_bench.py``, one core), for the same page."""
+        script = ROOT / "bench" / "parse_bench.py"
+        if not script.exists():
+            return
+        print("parser: bench/parse_bench.py", flush=True)
+        out = subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            cwd=ROOT,
+            env=_env(),
+        )
+        self.results["parser"] = out.stdout.strip().splitlines() if out.returncode == 0 else []
 
     def section_saturation(self, servers: dict[str, Proc]) -> None:
         plan = self.plan
@@ -710,9 +741,9 @@ class Bench:
             self.start_role("router", f"router-{routers}{workers}-{i}", prefix)
             for i in range(routers)
         ]
-        wait_until(lambda: broker(consumers_on, self.url, prefix, main) >= workers, 60)
+        wait_until(lambda: broker(consumers_on, self.url, main) >= workers, 60)
         ingress = self.start_ingress(f"ingress-e2e{routers}{workers}", prefix)
-        wait_until(lambda: broker(consumers_on, self.url, prefix, topology.raw) >= routers, 60)
+        wait_until(lambda: broker(consumers_on, self.url, topology.raw) >= routers, 60)
         with contextlib.ExitStack() as stack:
             samplers = [stack.enter_context(Sampler(p, 1.0)) for p in worker_procs + router_procs]
             t0 = time.time()
@@ -723,7 +754,7 @@ class Bench:
             def drained() -> bool:
                 if _progress(progress)[0] < expected:
                     return False
-                return bool(broker(ready_messages, self.url, prefix, [topology.raw, main]) == 0)
+                return bool(broker(ready_messages, self.url, [topology.raw, main]) == 0)
 
             finished = wait_until(drained, plan.drain_timeout, interval=0.5)
             time.sleep(1.0)  # the last progress reports
@@ -927,6 +958,13 @@ def report(results: dict[str, Any]) -> str:
             f"{b['rss_at_10'] or 0:.0f} / {b['rss_at_50'] or 0:.0f} / {b['rss_at_90'] or 0:.0f} "
             f"MB, peak {b['rss_peak'] or 0:.0f} MB."
         )
+    if results.get("parser"):
+        lines.append("")
+        lines.append("Parser on one core (`bench/parse_bench.py`, same run):")
+        lines.append("")
+        lines.append("```")
+        lines += results["parser"]
+        lines.append("```")
     lines.append("")
     lines.append("Targets (issue 5), from this run:")
     lines.append("")
