@@ -16,7 +16,6 @@ import contextlib
 from dataclasses import dataclass
 from typing import Protocol
 
-import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from shared.amqp import connect, within
@@ -175,11 +174,19 @@ class AmqpPublisher:
             error = exc
         except TimeoutError:
             error = BrokerUnavailable("broker did not confirm in time")
-        except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+        except Exception as exc:  # refused, returned, channel gone: not durable
             error = BrokerUnavailable(f"broker refused the message: {exc!r}")
+        except BaseException:  # cancelled: no request may wait for an answer that never comes
+            error = BrokerUnavailable("publish cancelled")
+            raise
         else:
             self.messages_confirmed += 1
             self.bodies_confirmed += len(batch)
+        finally:
+            self._answer(batch, error)
+
+    @staticmethod
+    def _answer(batch: list[_Waiting], error: BrokerUnavailable | None) -> None:
         for waiting in batch:
             if waiting.done.done():  # the request went away (client disconnected)
                 continue
