@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
-.PHONY: help venv run test lint check bench bench-parse clean
+.PHONY: help venv run test lint check bench bench-parse soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ check: lint test ## what CI runs
 
 bench-parse: venv ## parser throughput on one core
 	$(PY) bench/parse_bench.py
+
+soak: venv ## soak run with faults injected (DURATION seconds, default 600)
+	$(PY) bench/soak.py --duration $${DURATION:-600}
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
