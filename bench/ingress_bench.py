@@ -1040,7 +1040,7 @@ def plot(results: dict[str, Any], paths: Sequence[Path]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    fig, ax = plt.subplots(figsize=(10, 5.2), dpi=110)
     for i, (name, entries) in enumerate(results.get("rates", {}).items()):
         if not entries:
             continue
@@ -1073,7 +1073,7 @@ def plot(results: dict[str, Any], paths: Sequence[Path]) -> None:
         f"Latency against offered rate (circled: saturated) - {results['date']}", fontsize=10
     )
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -1105,7 +1105,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also run the ingress of another checkout (a before/after in the same run)",
     )
     parser.add_argument("--compare-label", help="the name of that row in the tables")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="JSON",
+        help="run nothing: print the table and draw the plot of a saved run again",
+    )
     args = parser.parse_args(argv)
+    if args.report is not None:
+        results = json.loads(args.report.read_text())
+        plot(results, [args.report.with_suffix(".png"), *([DOCS_PLOT] if args.docs else [])])
+        print(f"{results['date']}, {results['machine']}, {results['mode']} run")
+        print()
+        print(report(results))
+        return 0
     bench = Bench(args)
     started = time.monotonic()
     with seed_present():
