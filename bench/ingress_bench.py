@@ -45,7 +45,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -685,7 +685,7 @@ class Bench:
         print(f"sustained saturation of our ingress: {seconds:g}s", flush=True)
         load = self.saturate(ours, seconds)
         self._count(OURS, load)
-        self.results["sustained"] = vars(load) | {"rss_start": None}
+        self.results["sustained"] = vars(load)
         self.results["sustained"].pop("request_ids")
         print(f"  {load.throughput:,.0f} req/s, RSS peak {load.rss_peak or 0:.0f} MB", flush=True)
 
@@ -1081,13 +1081,6 @@ def plot(results: dict[str, Any], paths: Sequence[Path]) -> None:
     plt.close(fig)
 
 
-@contextlib.contextmanager
-def seed_present() -> Iterator[None]:
-    if not SEED.exists():
-        raise SystemExit(f"the seed {SEED.relative_to(ROOT)} is missing")
-    yield
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs (about 2 minutes)")
@@ -1121,11 +1114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     bench = Bench(args)
     started = time.monotonic()
-    with seed_present():
-        try:
-            results = bench.run()
-        finally:
-            bench.stop_all()
+    if not SEED.exists():
+        raise SystemExit(f"the seed {SEED.relative_to(ROOT)} is missing")
+    try:
+        results = bench.run()
+    finally:
+        bench.stop_all()
     results["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     results["machine"] = machine()
     results["seconds"] = round(time.monotonic() - started)
