@@ -2,7 +2,7 @@
 
 A **lone body** is an ordinary message: the body byte for byte, and what the ingress knows
 about the request (:class:`RawMeta`) as AMQP properties: ``message_id`` is the request id,
-``content_type`` the request's, and the headers ``x-received-at``, ``x-http-headers``,
+``content_type`` the request's, and the headers ``x-received-at-us``, ``x-http-headers``,
 ``x-source-address`` and ``x-token-name``. This is what ``RawMeta.message`` builds.
 
 When several bodies wait for the broker at the same moment, the ingress coalesces them into
@@ -80,7 +80,9 @@ class RawMeta:
         """The lone message of ``body``: the body as it came, this request as properties."""
         http_headers: HeadersType = dict(self.headers)
         headers: HeadersType = {
-            "x-received-at": self.received_at,
+            # An integer: AMQP clients send a Python float as a 32-bit float, which would
+            # move an epoch time by up to a minute.
+            "x-received-at-us": round(self.received_at * 1_000_000),
             "x-http-headers": http_headers,
         }
         if self.source_address:

@@ -30,10 +30,10 @@ def http_headers_of(message: AbstractIncomingMessage) -> dict[str, str]:
 def envelope_of(message: AbstractIncomingMessage) -> Envelope:
     """The envelope of a raw message, from the properties the ingress set."""
     headers = message.headers or {}
-    received = headers.get("x-received-at")
+    received = headers.get("x-received-at-us")  # microseconds since the epoch
     received_at = (
-        datetime.fromtimestamp(float(received), UTC)
-        if isinstance(received, int | float)
+        datetime.fromtimestamp(received / 1_000_000, UTC)
+        if isinstance(received, int) and not isinstance(received, bool)
         else datetime.now(UTC)
     )
     source = headers.get("x-source-address")

@@ -82,7 +82,7 @@ def test_a_lone_message_carries_the_body_and_the_request_as_properties() -> None
     assert message.message_id == "rid"
     assert message.content_type == "application/xml"
     assert message.headers == {
-        "x-received-at": 12.25,
+        "x-received-at-us": 12_250_000,
         "x-http-headers": {"User-Agent": "ci"},
         "x-source-address": "10.0.0.1",
         "x-token-name": "main",

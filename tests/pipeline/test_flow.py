@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -36,6 +38,7 @@ async def test_every_seed_posted_over_http_reaches_a_consumer_as_its_typed_event
     assert len(seeds) == 12
     everything = Recorder("everything", ["#"])
     system = await start_system([everything])
+    started = datetime.now(UTC)
     expected: dict[str, list[str]] = {}
     for path in seeds:
         body = path.read_bytes()
@@ -49,6 +52,8 @@ async def test_every_seed_posted_over_http_reaches_a_consumer_as_its_typed_event
     assert len(everything.events) == total
     for event in everything.events:
         assert event.envelope is not None
+        assert started <= event.envelope.received_at <= datetime.now(UTC)
+        assert event.envelope.source_address == "127.0.0.1"
         request_id = event.envelope.request_id
         assert event.routing_key in expected[request_id]
         original = next(p for p in seeds if p.read_bytes() == event.envelope.raw_body)
@@ -63,6 +68,7 @@ async def test_raw_queue_holds_the_body_byte_for_byte_with_the_request_id(
 ) -> None:
     system = await start_system(router=False, worker=False)
     body = OCR_XML.read_bytes()
+    before = time.time()
     response = await system.post(
         body, "application/xml", **{"X-Ci-Content-Version": "Detail", "User-Agent": "ci-test"}
     )
@@ -74,7 +80,9 @@ async def test_raw_queue_holds_the_body_byte_for_byte_with_the_request_id(
     assert message.delivery_mode == 2  # persistent
     headers = message.headers or {}
     assert headers["x-source-address"] == "127.0.0.1"
-    assert isinstance(headers["x-received-at"], float)
+    received_us = headers["x-received-at-us"]
+    assert isinstance(received_us, int)  # an integer: a float header would travel as float32
+    assert before <= received_us / 1e6 <= time.time()
     assert headers["x-http-headers"] == {
         "Content-Type": "application/xml",
         "User-Agent": "ci-test",
