@@ -30,6 +30,9 @@ lint: venv ## ruff and mypy (strict)
 
 check: lint test ## what CI runs
 
+bench: venv ## ingress against baselines (RabbitMQ + wrk), ~8 min; ARGS=--quick for ~2 min
+	$(PY) bench/ingress_bench.py $(ARGS)
+
 bench-parse: venv ## parser throughput on one core
 	$(PY) bench/parse_bench.py
 
