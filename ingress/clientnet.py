@@ -9,6 +9,7 @@ the left of that and is never reached.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+@functools.lru_cache(maxsize=4096)  # peers repeat (keep-alive, a load balancer): parse once
 def parse_address(text: str | None) -> IPAddress | None:
     """An IP address from a peer or header value (``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``);
     IPv4-mapped IPv6 addresses as IPv4. None when it is not an address."""
