@@ -3,6 +3,7 @@ and the whole system started in-process."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import secrets
@@ -39,19 +40,32 @@ def _logs_to_stderr() -> None:
 def amqp_url() -> Iterator[str]:
     with broker_url() as url:
         yield url
-    _sweep(RUN_PREFIX)
+        _sweep(url, RUN_PREFIX)
 
 
-def _sweep(prefix: str) -> None:
-    """Belt and braces: delete any queue of this run that a test failed to clean up."""
-    if not shutil.which("rabbitmqctl") or os.environ.get("AMQP_URL", "").find("127.0.0.1") < 0:
+def _sweep(url: str, prefix: str) -> None:
+    """Belt and braces: delete any queue or exchange of this run a test failed to clean up
+    (needs rabbitmqctl to list them, so only for a broker on this machine)."""
+    if not shutil.which("rabbitmqctl") or not any(h in url for h in ("127.0.0.1", "localhost")):
         return
-    listed = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True, check=False
-    )
-    for name in listed.stdout.split():
-        if name.startswith(prefix + "-"):
-            subprocess.run(["rabbitmqctl", "-q", "delete_queue", name], check=False)
+
+    def listed(what: str) -> list[str]:
+        command = ["rabbitmqctl", "-q", f"list_{what}", "name"]
+        out = subprocess.run(command, check=False, capture_output=True, text=True).stdout.split()
+        return [name for name in out if name.startswith(prefix + "-")]
+
+    async def delete(queues: list[str], exchanges: list[str]) -> None:
+        connection = await aio_pika.connect(url)
+        channel = await connection.channel()
+        for queue in queues:
+            await channel.queue_delete(queue)
+        for exchange in exchanges:
+            await channel.exchange_delete(exchange)
+        await connection.close()
+
+    queues, exchanges = listed("queues"), listed("exchanges")
+    if queues or exchanges:
+        asyncio.run(delete(queues, exchanges))
 
 
 @pytest.fixture
