@@ -228,8 +228,7 @@ def _run(command: str, settings: Settings) -> int:
         runner = asyncio.run
     else:
         runner = uvloop.run
-    runner(run_until_stopped(services, asyncio.Event()))
-    return 0
+    return runner(run_until_stopped(services, asyncio.Event()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

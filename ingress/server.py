@@ -37,6 +37,11 @@ class IngressService:
         assert self._runner is not None, "not started"
         return int(self._runner.addresses[0][1])
 
+    @property
+    def background(self) -> asyncio.Task[None] | None:
+        """The task that connects this service; its failure stops the process."""
+        return self._connecting
+
     async def start(self) -> None:
         self._connecting = asyncio.create_task(self.publisher.start(self._stop))
         settings = self.settings

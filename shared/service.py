@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 from collections.abc import Sequence
 from typing import Protocol
@@ -31,16 +32,32 @@ class Service(Protocol):
         ...
 
 
-async def run_until_stopped(services: Sequence[Service], stop: asyncio.Event) -> None:
-    """Start ``services`` in order, wait for ``stop`` (SIGTERM/SIGINT set it), stop in reverse."""
+async def run_until_stopped(services: Sequence[Service], stop: asyncio.Event) -> int:
+    """Start ``services`` in order, wait for ``stop`` (SIGTERM/SIGINT set it), stop in reverse.
+
+    A service may expose ``background``, the task that connects it (and starts its
+    consumers' hooks): if that task fails, the process stops and this returns 1, so that a
+    supervisor restarts it instead of leaving it up and doing nothing.
+    """
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     started: list[Service] = []
+    failed: list[str] = []
+
+    def watch(service: Service, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("could not start", service=service.name, error=repr(task.exception()))
+            failed.append(service.name)
+            stop.set()
+
     try:
         for service in services:
             await service.start()
             started.append(service)
+            background = getattr(service, "background", None)
+            if isinstance(background, asyncio.Task):
+                background.add_done_callback(functools.partial(watch, service))
             log.info("started", service=service.name)
         await stop.wait()
         log.info("stopping")
@@ -50,3 +67,4 @@ async def run_until_stopped(services: Sequence[Service], stop: asyncio.Event) ->
             log.info("stopped", service=service.name)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+    return 1 if failed else 0

@@ -56,3 +56,16 @@ async def test_readyz_is_200_once_consuming_and_503_while_the_broker_is_unreacha
 
 async def _is(http: aiohttp.ClientSession, url: str, status: int) -> bool:
     return await _status(http, url) == status
+
+
+async def test_a_worker_whose_consumer_cannot_start_exits_1_instead_of_idling(
+    settings: Settings, broker: BrokerClient
+) -> None:
+    broker.track(["broken-startup"], settings.retry_delays)
+    worker = await RoleProcess.start(
+        "worker", settings, "--consumer", "tests.support.broken_consumer"
+    )
+    try:
+        assert await worker.wait(timeout=30) == 1
+    finally:
+        await worker.close()

@@ -56,6 +56,11 @@ class RouterService:
         self._stop = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.router_prefetch)  # bodies routed at once
 
+    @property
+    def background(self) -> asyncio.Task[None] | None:
+        """The task that connects this service; its failure stops the process."""
+        return self._starting
+
     async def start(self) -> None:
         self._starting = asyncio.create_task(self._connect())
 

@@ -246,6 +246,11 @@ class WorkerService:
         self._stop = asyncio.Event()
         self._stopped = False
 
+    @property
+    def background(self) -> asyncio.Task[None] | None:
+        """The task that connects this service; its failure stops the process."""
+        return self._starting
+
     async def start(self) -> None:
         if not self.runners:
             log.warning("worker has no consumers: pass --consumer or install a consumer package")
