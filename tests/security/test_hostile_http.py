@@ -41,6 +41,37 @@ async def _read_until_closed(reader: asyncio.StreamReader) -> bytes:
     return received
 
 
+async def _send_while_reading(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    chunk: bytes,
+    count: int,
+    pause: float,
+) -> tuple[int, bytes]:
+    """Send ``chunk`` up to ``count`` times, ``pause`` seconds apart, while reading what the
+    server sends until it closes; returns (chunks sent, bytes received)."""
+    sent = 0
+
+    async def send() -> None:
+        nonlocal sent
+        with contextlib.suppress(ConnectionError):
+            for _ in range(count):
+                writer.write(chunk)
+                await writer.drain()
+                sent += 1
+                await asyncio.sleep(pause)
+
+    sending = asyncio.create_task(send())
+    try:
+        received = await _read_until_closed(reader)
+    finally:
+        sending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sending
+        writer.close()
+    return sent, received
+
+
 def _head(path: str, *headers: str) -> bytes:
     lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", *headers, "", ""]
     return "\r\n".join(lines).encode()
@@ -191,25 +222,7 @@ async def test_a_client_that_trickles_its_request_head_is_cut_off(
     writer.write(f"POST /callbacks/{secret} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".encode())
 
     planned = int(DEADLINE / 0.1)  # one byte per 100 ms, never a full head
-    sent = 0
-
-    async def trickle() -> None:
-        nonlocal sent
-        with contextlib.suppress(ConnectionError):
-            for _ in range(planned):
-                writer.write(b"a")
-                await writer.drain()
-                sent += 1
-                await asyncio.sleep(0.1)
-
-    trickling = asyncio.create_task(trickle())
-    try:
-        received = await _read_until_closed(reader)
-    finally:
-        trickling.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await trickling
-        writer.close()
+    sent, received = await _send_while_reading(reader, writer, b"a", planned, 0.1)
     assert sent < planned  # closed by the server while the client still trickled
     assert received == b""  # no request was ever taken
     assert await broker.count(broker.topology.raw) == 0
@@ -233,21 +246,8 @@ async def test_a_client_that_trickles_its_body_gets_408_and_nothing_is_published
     writer.write(_head(f"/callbacks/{secret}", "Content-Length: 1000") + b"x" * 10)
     await writer.drain()
 
-    async def trickle() -> None:
-        with contextlib.suppress(ConnectionError):
-            for _ in range(int(DEADLINE / 0.1)):  # 10 bytes per 100 ms: the body never ends
-                writer.write(b"y" * 10)
-                await writer.drain()
-                await asyncio.sleep(0.1)
-
-    trickling = asyncio.create_task(trickle())
-    try:
-        received = await _read_until_closed(reader)
-    finally:
-        trickling.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await trickling
-        writer.close()
+    # 10 bytes per 100 ms: the body never ends
+    _, received = await _send_while_reading(reader, writer, b"y" * 10, int(DEADLINE / 0.1), 0.1)
     assert received.startswith(b"HTTP/1.1 408")
     assert await broker.count(broker.topology.raw) == 0
     assert (await ingress.get_json("/readyz"))["refused"] == {"slow_body": 1}
@@ -292,25 +292,8 @@ async def test_a_refused_endless_upload_is_answered_and_its_connection_closed(
     reader, writer = await _open(ingress)
     writer.write(_head(f"/callbacks/{new_secret()}", "Transfer-Encoding: chunked"))
     planned = int(DEADLINE / 0.01)  # 64 KiB chunks every 10 ms, never a last chunk
-    sent = 0
-
-    async def upload() -> None:
-        nonlocal sent
-        with contextlib.suppress(ConnectionError):
-            for _ in range(planned):
-                writer.write(b"10000\r\n" + b"u" * 65536 + b"\r\n")
-                await writer.drain()
-                sent += 1
-                await asyncio.sleep(0.01)
-
-    uploading = asyncio.create_task(upload())
-    try:
-        received = await _read_until_closed(reader)
-    finally:
-        uploading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await uploading
-        writer.close()
+    chunk = b"10000\r\n" + b"u" * 65536 + b"\r\n"
+    sent, received = await _send_while_reading(reader, writer, chunk, planned, 0.01)
     assert received.startswith(b"HTTP/1.1 404")
     assert sent < planned  # not read to the end: closed while the client still sent
     assert await broker.count(broker.topology.raw) == 0
