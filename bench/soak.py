@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from shared.settings import Settings  # noqa: E402
 from shared.topology import Topology  # noqa: E402
-from tests.support.processes import RoleProcess  # noqa: E402
+from tests.support.processes import RoleProcess, free_port  # noqa: E402
 from tests.support.proxy import CuttableProxy  # noqa: E402
 from workers.batch import raw_messages  # noqa: E402
 
@@ -96,7 +96,7 @@ class Soak:
     async def start_worker(self, settings: Settings) -> int:
         """Start a worker; returns the port of its /readyz."""
         env = {"FAULT_OUT": str(self.out), "FAULT_SLEEP": "0.002"}
-        port = _free_port()
+        port = free_port()
         self.workers.append(
             await RoleProcess.start(
                 "worker", settings, "--consumer", CONSUMERS, "--health-port", str(port), env=env
@@ -139,7 +139,7 @@ class Soak:
         direct = await aio_pika.connect_robust(self.args.amqp_url)
         channel = await direct.channel()
         topology = Topology(self.prefix)
-        port = _free_port()
+        port = free_port()
         try:
             self.others.append(
                 await RoleProcess.start(
@@ -151,7 +151,7 @@ class Soak:
                     str(self.workdir / "spool"),
                 )
             )
-            router_port = _free_port()
+            router_port = free_port()
             self.others.append(
                 await RoleProcess.start("router", settings, "--health-port", str(router_port))
             )
@@ -245,14 +245,6 @@ def _request_ids(message: aio_pika.abc.AbstractIncomingMessage) -> list[str]:
 
 def _ctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, timeout=180)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _wait_ready(http: aiohttp.ClientSession, port: int) -> None:

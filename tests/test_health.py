@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-
 import aiohttp
 import pytest
 from pydantic import SecretStr
 
 from shared.settings import Settings
 from tests.support.broker import BrokerClient
-from tests.support.processes import RoleProcess
+from tests.support.processes import RoleProcess, free_port
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.broker
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _status(http: aiohttp.ClientSession, url: str) -> int:
@@ -36,10 +28,10 @@ async def test_readyz_is_200_once_consuming_and_503_while_the_broker_is_unreacha
 ) -> None:
     broker.track(["log"], settings.retry_delays)
     extra = ["--consumer", "log"] if role == "worker" else []
-    port, dead_port = _free_port(), _free_port()
+    port, dead_port = free_port(), free_port()
     up = await RoleProcess.start(role, settings, "--health-port", str(port), *extra)
     unreachable = settings.model_copy(
-        update={"amqp_url": SecretStr(f"amqp://guest:guest@127.0.0.1:{_free_port()}/")}
+        update={"amqp_url": SecretStr(f"amqp://guest:guest@127.0.0.1:{free_port()}/")}
     )
     down = await RoleProcess.start(role, unreachable, "--health-port", str(dead_port), *extra)
     try:

@@ -38,10 +38,6 @@ def _distinct_body(i: int) -> bytes:
     return OCR_XML.replace(job_id, b"burst%028d" % i)
 
 
-async def _count_is(broker: BrokerClient, queue: str, n: int) -> bool:
-    return await broker.count(queue) == n
-
-
 async def test_a_burst_of_concurrent_posts_travels_in_fewer_messages_yet_each_body_arrives_once(
     start_system: StartSystem, broker: BrokerClient
 ) -> None:
@@ -68,7 +64,7 @@ async def test_a_burst_of_concurrent_posts_travels_in_fewer_messages_yet_each_bo
     everything = Recorder("everything", ["#"])
     await start_system([everything], ingress=False)
     await eventually(lambda: len(everything.events) >= len(bodies), timeout=30)
-    await eventually(lambda: _count_is(broker, broker.topology.raw, 0))
+    await eventually(lambda: broker.count_is(broker.topology.raw, 0))
     assert len(everything.events) == len(bodies)  # nothing twice
     delivered = {}
     for event in everything.events:
@@ -182,7 +178,7 @@ async def test_an_unparsable_body_inside_a_batch_is_parked_alone_as_its_lone_mes
     await exchange.publish(batch_message(entries), routing_key=broker.topology.raw)
     await exchange.publish(alone.message(bad), routing_key=broker.topology.raw)
 
-    await eventually(lambda: _count_is(broker, broker.topology.unparsed, 2))
+    await eventually(lambda: broker.count_is(broker.topology.unparsed, 2))
     expected = sum(len(parse_callback(body)) for body in good)
     await eventually(lambda: len(everything.events) >= expected)
     parked = {m.message_id: m for m in await broker.take_all(broker.topology.unparsed)}
@@ -207,7 +203,7 @@ async def test_an_unparsable_body_inside_a_batch_is_parked_alone_as_its_lone_mes
     request_ids = {e.envelope.request_id for e in everything.events if e.envelope is not None}
     assert request_ids == {"good-0", "good-1"}
     assert len(everything.events) == expected
-    await eventually(lambda: _count_is(broker, broker.topology.raw, 0))
+    await eventually(lambda: broker.count_is(broker.topology.raw, 0))
 
 
 async def test_a_batch_that_does_not_unpack_is_parked_whole_with_the_reason(
@@ -221,7 +217,7 @@ async def test_a_batch_that_does_not_unpack_is_parked_whole_with_the_reason(
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
     await broker.channel.default_exchange.publish(broken, routing_key=broker.topology.raw)
-    await eventually(lambda: _count_is(broker, broker.topology.unparsed, 1))
+    await eventually(lambda: broker.count_is(broker.topology.unparsed, 1))
     [parked] = await broker.take_all(broker.topology.unparsed)
     assert parked.body == broken.body
     assert parked.message_id == "batch-broken"

@@ -96,13 +96,9 @@ async def test_a_body_that_crashes_the_parser_is_parked_with_the_reason_not_retr
     assert (await system.post(poison)).status == 200
     assert (await system.post(OCR)).status == 200  # the router is not stuck on the poison
     await eventually(lambda: len(everything.events) == 1)
-    await eventually(lambda: _count_is(broker, broker.topology.unparsed, 1))
+    await eventually(lambda: broker.count_is(broker.topology.unparsed, 1))
     [parked] = await broker.take_all(broker.topology.unparsed)
     assert parked.body == poison
     assert "parser crashed: MemoryError('the parser blew up')" in str(
         (parked.headers or {})["x-parse-error"]
     )
-
-
-async def _count_is(broker: BrokerClient, queue: str, n: int) -> bool:
-    return await broker.count(queue) == n

@@ -117,15 +117,11 @@ async def test_overlapping_routes_fan_out_and_unwanted_events_land_in_unrouted(
         b"<WorkflowExecution><RunId>r1</RunId><State>Success</State></WorkflowExecution></Response>"
     )
     assert (await system.post(system_unwanted)).status == 200
-    await eventually(lambda: _count_is(broker, broker.topology.unrouted, 1))
+    await eventually(lambda: broker.count_is(broker.topology.unrouted, 1))
     [unrouted] = await broker.take_all(broker.topology.unrouted)
     assert str((unrouted.headers or {})["x-routing-key"]).startswith("WorkflowFinish.")
     assert failures.events == []
     assert len(ocr.events) == 1  # nothing else matched its route
-
-
-async def _count_is(broker: BrokerClient, queue: str, n: int) -> bool:
-    return await broker.count(queue) == n
 
 
 async def test_a_consumer_that_fails_twice_then_succeeds_is_called_three_times_with_backoff(
@@ -148,7 +144,7 @@ async def test_a_consumer_that_always_fails_ends_in_its_dead_queue_with_body_and
     system = await start_system([doomed])
     assert (await system.post(OCR_XML.read_bytes())).status == 200
     dead = broker.topology.consumer("doomed", system.settings.retry_delays).dead
-    await eventually(lambda: _count_is(broker, dead, 1))
+    await eventually(lambda: broker.count_is(dead, 1))
     assert len(doomed.calls) == 3
     [parked] = await broker.take_all(dead)
     dead_event = CallbackEvent.model_validate_json(parked.body)
@@ -195,7 +191,7 @@ async def test_a_body_that_does_not_parse_is_accepted_and_parked_byte_for_byte_w
     system = await start_system()
     response = await system.post(body, "application/xml")
     assert response.status == 200
-    await eventually(lambda: _count_is(broker, broker.topology.unparsed, 1))
+    await eventually(lambda: broker.count_is(broker.topology.unparsed, 1))
     [parked] = await broker.take_all(broker.topology.unparsed)
     assert parked.body == body
     assert parked.message_id == response.headers["X-Request-Id"]

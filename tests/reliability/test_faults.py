@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from shared.settings import Settings
 from tests.conftest import SEEDS, StartSystem
 from tests.support.broker import BrokerClient
-from tests.support.processes import RoleProcess
+from tests.support.processes import RoleProcess, free_port
 from tests.support.proxy import CuttableProxy
 from tests.support.system import Recorder
 from tests.support.waiting import eventually
@@ -101,7 +100,7 @@ async def test_a_sigterm_lets_in_flight_handlers_finish_hands_back_the_rest_and_
 
     assert sorted(workers.out) == sorted(workers.started)  # every started handler finished
     assert len(workers.out) == 4
-    await eventually(lambda: _count_is(broker, workers.queue, 6))  # the rest is handed back
+    await eventually(lambda: broker.count_is(workers.queue, 6))  # the rest is handed back
 
     await workers.start(handler_seconds=0)
     await eventually(lambda: len(workers.out) == 10, timeout=30)
@@ -185,14 +184,10 @@ async def _has_consumers(broker: BrokerClient, queue: str, n: int) -> bool:
     return await consumers_on(broker, queue) >= n
 
 
-async def _count_is(broker: BrokerClient, queue: str, n: int) -> bool:
-    return await broker.count(queue) == n
-
-
 async def test_a_sigterm_stops_the_ingress_accepting_finishes_in_flight_publishes_and_exits_0(
     settings: Settings, broker: BrokerClient
 ) -> None:
-    port = _free_port()
+    port = free_port()
     ingress = await RoleProcess.start("ingress", settings, "--port", str(port))
     url = f"http://127.0.0.1:{port}/callbacks"
     try:
@@ -241,9 +236,3 @@ async def test_a_sigterm_stops_the_ingress_accepting_finishes_in_flight_publishe
     assert refused_after_signal == 16  # every poster was refused once the ingress stopped
     assert len(set(accepted)) == len(accepted)
     assert set(accepted) == on_queue  # every 200 was durable, in flight ones included
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

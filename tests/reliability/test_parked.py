@@ -41,10 +41,6 @@ async def parked(settings: Settings, capsys: pytest.CaptureFixture[str], *argv: 
     return capsys.readouterr().out
 
 
-async def _count(broker: BrokerClient, queue: str, n: int) -> bool:
-    return await broker.count(queue) == n
-
-
 @pytest.fixture
 async def parked_world(
     start_system: StartSystem, broker: BrokerClient
@@ -57,7 +53,7 @@ async def parked_world(
     t = broker.topology
     dead = t.consumer("doomed", system.settings.retry_delays).dead
     for queue in (t.unparsed, t.unrouted, dead):
-        await eventually(functools.partial(_count, broker, queue, 1))
+        await eventually(functools.partial(broker.count_is, queue, 1))
     return doomed, system.settings
 
 
@@ -128,7 +124,7 @@ async def test_replay_of_unparsed_goes_back_through_the_router_with_its_properti
     [before] = [json.loads(line) for line in shown.splitlines()]
     await parked(settings, capsys, "replay", "unparsed")
     # The router parses it again; it is still garbage, so it is parked again, unchanged.
-    await eventually(lambda: _count(broker, unparsed, 1))
+    await eventually(lambda: broker.count_is(unparsed, 1))
     [again] = await broker.take_all(unparsed)
     assert again.body == GARBAGE
     assert again.message_id == before["message_id"]

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from ingress.spool import Spool
 from shared.batchformat import is_batch, unpack
 from shared.settings import Settings
 from tests.support.broker import BrokerClient
+from tests.support.processes import free_port
 from tests.support.proxy import CuttableProxy
 from tests.support.waiting import eventually
 
@@ -95,10 +95,6 @@ def _body(n: int) -> bytes:
     )
 
 
-async def _count_is(broker: BrokerClient, n: int) -> bool:
-    return await broker.count(broker.topology.raw) == n
-
-
 async def _raw_bodies(broker: BrokerClient) -> list[tuple[str, bytes, str | None]]:
     """Request id, body and source address of every body on the raw queue, in order, as a
     router sees them: a batch message (bodies that shared a confirm) gives its entries."""
@@ -152,7 +148,7 @@ async def test_callbacks_accepted_while_the_broker_is_down_survive_an_ingress_re
         status, request_id = await _post(http, second.url, _body(n))
         assert status == 200, n
         request_ids.append(request_id)
-    assert await _count_is(broker, 1)
+    assert await broker.count_is(broker.topology.raw, 1)
 
     proxy.restore()
     try:
@@ -342,12 +338,6 @@ def _burst_body(poster: int, n: int) -> bytes:
     return _burst_sender(poster) + b"n='%05d'/>" % n
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class IngressProcess:
     def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
         self.command, self.env, self.log = command, env, log
@@ -403,12 +393,12 @@ async def test_callbacks_spooled_by_a_sigkilled_ingress_are_delivered_by_its_suc
         "CALLBACK_FANOUT_ENTRY_POINTS": "false",
     }
     log = tmp_path / "ingress.log"
-    first = IngressProcess(command, {**env, "CALLBACK_FANOUT_PORT": str(_free_port())}, log)
-    second = IngressProcess(command, {**env, "CALLBACK_FANOUT_PORT": str(_free_port())}, log)
+    first = IngressProcess(command, {**env, "CALLBACK_FANOUT_PORT": str(free_port())}, log)
+    second = IngressProcess(command, {**env, "CALLBACK_FANOUT_PORT": str(free_port())}, log)
     try:
         await first.start(http)
         assert (await _post(http, first.url, _body(0)))[0] == 200
-        await eventually(lambda: _count_is(broker, 1), timeout=30)
+        await eventually(lambda: broker.count_is(broker.topology.raw, 1), timeout=30)
 
         proxy.cut()
         for n in range(1, 11):  # one at a time: these are accepted in this order

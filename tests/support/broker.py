@@ -57,6 +57,10 @@ class BrokerClient:
     async def count(self, queue: str) -> int:
         return await self.topology.message_count(self.channel, queue)
 
+    async def count_is(self, queue: str, n: int) -> bool:
+        """True when ``queue`` holds exactly ``n`` ready messages (for ``eventually``)."""
+        return await self.count(queue) == n
+
     async def take_all(self, queue: str) -> list[AbstractIncomingMessage]:
         """Every message now in ``queue``, removed from it."""
         q = await self.channel.declare_queue(queue, passive=True)
