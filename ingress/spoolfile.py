@@ -28,7 +28,6 @@ segments oldest first.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import fcntl
 import json
@@ -87,14 +86,13 @@ class Record:
 
 def encode_meta(meta: RawMeta) -> bytes:
     """The metadata of a request as compact JSON."""
-    return json.dumps(dataclasses.asdict(meta), separators=(",", ":")).encode()
+    return meta.to_json()
 
 
 def decode_meta(data: bytes) -> RawMeta:
     """The metadata written by :func:`encode_meta` (unknown keys are ignored)."""
     fields: dict[str, Any] = json.loads(data)
-    known = {f.name for f in dataclasses.fields(RawMeta)}
-    return RawMeta(**{k: v for k, v in fields.items() if k in known})
+    return RawMeta(**{k: v for k, v in fields.items() if k in RawMeta._fields})
 
 
 def _checksum(lengths: bytes, meta: bytes, body: bytes) -> int:

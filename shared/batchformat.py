@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring_ascii as _quote
+from types import MappingProxyType
+from typing import NamedTuple
 
 import aio_pika
 from aio_pika.abc import HeadersType
@@ -58,22 +60,24 @@ _MAX_LENGTH = 2**32 - 1
 _META_KEYS = frozenset(
     {"request_id", "received_at", "content_type", "source_address", "headers", "token_name"}
 )
-_encode_meta = json.JSONEncoder(separators=(",", ":")).encode
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 class BatchFormatError(ParseError):
     """A message claims to be a batch but its body does not follow the format."""
 
 
-@dataclass(frozen=True, slots=True)
-class RawMeta:
-    """What the ingress knows about one request; it travels as AMQP message properties."""
+class RawMeta(NamedTuple):
+    """What the ingress knows about one request; it travels as AMQP message properties.
+
+    A named tuple: built once per request on the ingress's hot path, never changed.
+    """
 
     request_id: str
     received_at: float  # seconds since the epoch
     content_type: str | None
     source_address: str | None
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = _NO_HEADERS
     token_name: str | None = None
 
     def message(self, body: bytes) -> aio_pika.Message:
@@ -98,16 +102,14 @@ class RawMeta:
         )
 
     def to_json(self) -> bytes:
-        """The meta of a batch entry."""
-        return _encode_meta(
-            {
-                "request_id": self.request_id,
-                "received_at": self.received_at,
-                "content_type": self.content_type,
-                "source_address": self.source_address,
-                "headers": self.headers,
-                "token_name": self.token_name,
-            }
+        """The meta of a batch entry: a JSON object in ASCII, written field by field (the
+        general encoder costs several times more, once per body)."""
+        headers = ",".join(f"{_quote(k)}:{_quote(v)}" for k, v in self.headers.items())
+        return (
+            f'{{"request_id":{_quote(self.request_id)},"received_at":{self.received_at!r},'
+            f'"content_type":{_optional(self.content_type)},'
+            f'"source_address":{_optional(self.source_address)},'
+            f'"headers":{{{headers}}},"token_name":{_optional(self.token_name)}}}'
         ).encode()
 
     @classmethod
@@ -142,6 +144,10 @@ class RawMeta:
             headers=headers,
             token_name=optional["token_name"],
         )
+
+
+def _optional(text: str | None) -> str:
+    return "null" if text is None else str(_quote(text))
 
 
 def pack(entries: Sequence[tuple[RawMeta, bytes]]) -> bytes:
