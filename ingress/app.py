@@ -10,13 +10,14 @@ import time
 from aiohttp import web
 
 from ingress.body import BodyRefused, read_body
-from ingress.guard import CLIENT, GUARD, TOKEN_NAME, Guard, guard_middleware
+from ingress.clientnet import address_text
+from ingress.guard import GUARD, Guard
 from ingress.publisher import Publisher, RawMeta
 from shared.errors import BrokerUnavailable
 from shared.logs import get_logger
 from shared.settings import Settings
 
-__all__ = ["PUBLISHER", "SETTINGS", "STATE", "IngressState", "create_app"]
+__all__ = ["PUBLISHER", "SETTINGS", "STATE", "CallbackReceiver", "IngressState", "create_app"]
 
 log = get_logger("ingress")
 
@@ -55,61 +56,74 @@ def _unavailable(settings: Settings, reason: str) -> web.Response:
     )
 
 
-async def receive_callback(request: web.Request) -> web.Response:
+class CallbackReceiver:
     """``POST /callbacks[/{token}]``: 200 once the body is durable; 503 + Retry-After otherwise.
 
-    The guard middleware has checked the client and the token before this runs.
+    The hot path of the whole system: everything it needs is bound once, here.
     """
-    app = request.app
-    settings = app[SETTINGS]
-    if app[STATE].draining:
-        return _unavailable(settings, "shutting down")
-    length = request.content_length
-    if length is not None and length > settings.max_body_bytes:
-        app[GUARD].refuse("too_large", request)
-        raise web.HTTPRequestEntityTooLarge(max_size=settings.max_body_bytes, actual_size=length)
-    try:
-        if request.content.is_eof():  # all of it arrived with the head: nothing to wait for
-            body = await read_body(request, settings.max_body_bytes)
-        else:
-            async with asyncio.timeout(settings.body_timeout):
-                body = await read_body(request, settings.max_body_bytes)
-    except (TimeoutError, BodyRefused) as exc:
-        refused = exc if isinstance(exc, BodyRefused) else BodyRefused(408, "slow_body", "")
-        app[GUARD].refuse(refused.reason, request)
-        answer = web.json_response(
-            {"error": str(refused) or "request timeout"}, status=refused.status
+
+    def __init__(
+        self, settings: Settings, publisher: Publisher, state: IngressState, guard: Guard
+    ) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.state = state
+        self.guard = guard
+        self._max_bytes = settings.max_body_bytes
+
+    async def receive(self, request: web.Request) -> web.Response:
+        settings = self.settings
+        if self.state.draining:
+            return _unavailable(settings, "shutting down")
+        client, token_name = self.guard.admit(request)  # 403/429/404 raised, before the body
+        length = request.content_length
+        if length is not None and length > self._max_bytes:
+            self.guard.refuse("too_large", request, client)
+            raise web.HTTPRequestEntityTooLarge(max_size=self._max_bytes, actual_size=length)
+        try:
+            if request.content.is_eof():  # all of it arrived with the head: nothing to wait for
+                body = await read_body(request, self._max_bytes)
+            else:
+                async with asyncio.timeout(settings.body_timeout):
+                    body = await read_body(request, self._max_bytes)
+        except (TimeoutError, BodyRefused) as exc:
+            refused = exc if isinstance(exc, BodyRefused) else BodyRefused(408, "slow_body", "")
+            self.guard.refuse(refused.reason, request, client)
+            answer = web.json_response(
+                {"error": str(refused) or "request timeout"}, status=refused.status
+            )
+            answer.force_close()  # the rest of the body is not worth reading
+            return answer
+        if not body:
+            return web.json_response(
+                {"error": "empty body", "reason": "a callback has a body"}, status=400
+            )
+        request_id = next_request_id()
+        request_headers = request.headers
+        content_type = request_headers.get("Content-Type")
+        headers = {name: value for name in KEPT_HEADERS if (value := request_headers.get(name))}
+        meta = RawMeta(
+            request_id,
+            time.time(),
+            content_type,
+            address_text(client) if client is not None else request.remote,
+            headers,
+            token_name,
         )
-        answer.force_close()  # the rest of the body is not worth reading
-        return answer
-    if not body:
-        return web.json_response(
-            {"error": "empty body", "reason": "a callback has a body"}, status=400
+        try:
+            await self.publisher.publish(body, meta)
+        except BrokerUnavailable as exc:
+            log.warning(
+                "callback refused: broker unavailable", request_id=request_id, error=str(exc)
+            )
+            return _unavailable(settings, "broker unavailable")
+        if settings.log_bodies:
+            log.debug("callback body", request_id=request_id, body=body.decode("utf-8", "replace"))
+        log.debug("callback accepted", request_id=request_id, size=len(body))
+        return web.Response(
+            body=b'{"request_id": "%s"}' % request_id.encode(),
+            headers={"Content-Type": "application/json", "X-Request-Id": request_id},
         )
-    request_id = next_request_id()
-    headers = {name: value for name in KEPT_HEADERS if (value := request.headers.get(name))}
-    client = request.get(CLIENT)
-    meta = RawMeta(
-        request_id=request_id,
-        received_at=time.time(),
-        content_type=request.headers.get("Content-Type"),
-        source_address=str(client) if client is not None else request.remote,
-        headers=headers,
-        token_name=request.get(TOKEN_NAME),
-    )
-    try:
-        await app[PUBLISHER].publish(body, meta)
-    except BrokerUnavailable as exc:
-        log.warning("callback refused: broker unavailable", request_id=request_id, error=str(exc))
-        return _unavailable(settings, "broker unavailable")
-    if settings.log_bodies:
-        log.debug("callback body", request_id=request_id, body=body.decode("utf-8", "replace"))
-    log.debug("callback accepted", request_id=request_id, size=len(body))
-    return web.Response(
-        body=b'{"request_id": "%s"}' % request_id.encode(),
-        content_type="application/json",
-        headers={"X-Request-Id": request_id},
-    )
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -126,24 +140,24 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if ready else 503)
 
 
-ROUTES = [
-    web.post("/callbacks", receive_callback, name="callbacks"),
-    web.post("/callbacks/{token}", receive_callback, name="callbacks-token"),
-    web.get("/healthz", healthz, name="healthz"),
-    web.get("/readyz", readyz, name="readyz"),
-]
-
-
 def create_app(settings: Settings, publisher: Publisher) -> web.Application:
     """The ingress application, given its settings and a publisher.
 
     Raises :class:`ConfigError` when the security settings are invalid (a bad token, CIDR
     or token file).
     """
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[guard_middleware])
+    app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[PUBLISHER] = publisher
     app[STATE] = IngressState()
     app[GUARD] = Guard.from_settings(settings)
-    app.add_routes(ROUTES)
+    receiver = CallbackReceiver(settings, publisher, app[STATE], app[GUARD])
+    app.add_routes(
+        [
+            web.post("/callbacks", receiver.receive, name="callbacks"),
+            web.post("/callbacks/{token}", receiver.receive, name="callbacks-token"),
+            web.get("/healthz", healthz, name="healthz"),
+            web.get("/readyz", readyz, name="readyz"),
+        ]
+    )
     return app

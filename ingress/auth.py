@@ -156,4 +156,7 @@ class TokenRegistry:
 
 def presented_token(request: web.Request) -> str | None:
     """The token a request presents: its ``{token}`` path part, else its ``token`` query."""
-    return request.match_info.get("token") or request.query.get("token") or None
+    in_path = request.match_info.get("token")
+    if in_path:
+        return in_path
+    return (request.query.get("token") or None) if request.query_string else None

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from shared.errors import ConfigError
 
-__all__ = ["ClientResolver", "IPAddress", "Networks", "parse_address"]
+__all__ = ["ClientResolver", "IPAddress", "Networks", "address_text", "parse_address"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -42,6 +42,12 @@ def parse_address(text: str | None) -> IPAddress | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+@functools.lru_cache(maxsize=4096)
+def address_text(address: IPAddress) -> str:
+    """``str(address)``, remembered (it costs microseconds and clients repeat)."""
+    return str(address)
 
 
 class Networks:
@@ -97,4 +103,6 @@ class ClientResolver:
 
     def client_of(self, request: web.BaseRequest) -> IPAddress | None:
         """The client address of a request."""
+        if not self.trusted:  # no proxy is believed: the peer is the client
+            return parse_address(request.remote)
         return self.resolve(request.remote, request.headers.getall(self.header, []))
