@@ -38,6 +38,7 @@ from typing import NamedTuple
 
 import aio_pika
 from aio_pika.abc import HeadersType
+from pamqp.commands import Basic
 
 from shared.errors import ParseError
 
@@ -82,6 +83,24 @@ class RawMeta(NamedTuple):
 
     def message(self, body: bytes) -> aio_pika.Message:
         """The lone message of ``body``: the body as it came, this request as properties."""
+        return aio_pika.Message(
+            body,
+            message_id=self.request_id,
+            content_type=self.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers=self._headers(),
+        )
+
+    def properties(self) -> Basic.Properties:
+        """The AMQP properties of :meth:`message`, as a consumer receives them."""
+        return Basic.Properties(
+            content_type=self.content_type,
+            delivery_mode=2,
+            headers=self._headers(),
+            message_id=self.request_id,
+        )
+
+    def _headers(self) -> HeadersType:
         http_headers: HeadersType = dict(self.headers)
         headers: HeadersType = {
             # An integer: AMQP clients send a Python float as a 32-bit float, which would
@@ -93,13 +112,7 @@ class RawMeta(NamedTuple):
             headers["x-source-address"] = self.source_address
         if self.token_name:
             headers["x-token-name"] = self.token_name
-        return aio_pika.Message(
-            body,
-            message_id=self.request_id,
-            content_type=self.content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            headers=headers,
-        )
+        return headers
 
     def to_json(self) -> bytes:
         """The meta of a batch entry: a JSON object in ASCII, written field by field (the

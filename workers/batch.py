@@ -43,12 +43,10 @@ def raw_messages(delivery: AbstractIncomingMessage) -> list[AbstractIncomingMess
 def _lone(delivery: AbstractIncomingMessage, meta: RawMeta, body: bytes) -> IncomingMessage:
     """The message ``body`` would have been, had it travelled alone on the same route.
 
-    Its properties go through the AMQP encoding and back, so they are the very values a lone
-    message delivers (a float header, for one, arrives as the 32-bit float the wire carries).
+    Its properties are the values a lone message delivers: strings and integers (the
+    metadata holds no floats, which the wire would narrow to 32 bits).
     """
-    sent = ContentHeader(body_size=len(body), properties=meta.message(body).properties)
-    received = ContentHeader()
-    received.unmarshal(sent.marshal())
+    received = ContentHeader(body_size=len(body), properties=meta.properties())
     deliver = Basic.Deliver(
         consumer_tag=delivery.consumer_tag or "",
         delivery_tag=0,  # not a delivery of its own: it cannot be acked by itself
