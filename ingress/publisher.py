@@ -164,12 +164,10 @@ class AmqpPublisher:
                 message = batch[0].meta.message(batch[0].body)
             else:
                 message = batch_message([(w.meta, w.body) for w in batch])
-            await asyncio.wait_for(
-                channel.default_exchange.publish(
+            async with asyncio.timeout(remaining):  # no task of its own, unlike wait_for
+                await channel.default_exchange.publish(
                     message, routing_key=self._topology.raw, mandatory=True
-                ),
-                timeout=remaining,
-            )
+                )
         except BrokerUnavailable as exc:
             error = exc
         except TimeoutError:
