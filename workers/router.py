@@ -149,12 +149,14 @@ class RouterService:
             log.exception("parser crashed", request_id=message.message_id)
             await self._park(message, f"parser crashed: {exc!r}", None)
             return
-        await asyncio.gather(
-            *(
-                self._events.publish(event_message(ev, i), routing_key=ev.routing_key)
-                for i, ev in enumerate(events)
-            )
-        )
+        publishing = [
+            self._events.publish(event_message(ev, i), routing_key=ev.routing_key)
+            for i, ev in enumerate(events)
+        ]
+        if len(publishing) == 1:  # most callbacks carry one job: no task for the gather
+            await publishing[0]
+        else:
+            await asyncio.gather(*publishing)
         log.debug("routed", request_id=message.message_id, events=len(events))
 
     async def _park(
