@@ -54,7 +54,6 @@ __all__ = [
     "Segment",
     "create_segment",
     "decode_meta",
-    "encode_meta",
     "encode_record",
     "open_orphan",
 ]
@@ -84,13 +83,9 @@ class Record:
     meta: RawMeta
 
 
-def encode_meta(meta: RawMeta) -> bytes:
-    """The metadata of a request as compact JSON."""
-    return meta.to_json()
-
-
 def decode_meta(data: bytes) -> RawMeta:
-    """The metadata written by :func:`encode_meta` (unknown keys are ignored)."""
+    """The metadata written by ``RawMeta.to_json`` (unknown keys are ignored, so records of a
+    newer version still read)."""
     fields: dict[str, Any] = json.loads(data)
     return RawMeta(**{k: v for k, v in fields.items() if k in RawMeta._fields})
 
@@ -101,7 +96,7 @@ def _checksum(lengths: bytes, meta: bytes, body: bytes) -> int:
 
 def encode_record(body: bytes, meta: RawMeta) -> bytes:
     """One pending record: header, metadata, body."""
-    meta_bytes = encode_meta(meta)
+    meta_bytes = meta.to_json()
     lengths = struct.pack("<II", len(meta_bytes), len(body))
     crc = _checksum(lengths, meta_bytes, body)
     return RECORD_HEADER.pack(PENDING, crc, len(meta_bytes), len(body)) + meta_bytes + body
