@@ -35,6 +35,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import secrets
 import shutil
 import signal
@@ -50,6 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: the project's packages live beside bench/
@@ -67,6 +69,7 @@ NOOP_NAME = "bench-noop"
 NOOP = "no-op aiohttp"
 NAIVE = "naive: a publish per request"
 GROUP = "naive handler + group commit"
+FSYNC = "naive handler + local fsync, no broker"
 APP = "our HTTP app, no broker"
 OURS = "callback-fanout ingress"
 
@@ -175,6 +178,83 @@ class Sampler:
         return max((mb for _, mb in self.samples), default=None)
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process and all its threads so far (None if unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+
+def _idle_seconds() -> float | None:
+    """Idle time of all cores together so far, from ``/proc/stat``."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    return (int(first[4]) + int(first[5])) / _TICK  # idle, iowait
+
+
+def broker_pid() -> int | None:
+    """The local RabbitMQ node's process (``beam.smp``), when it runs on this machine."""
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == "beam.smp":
+                cmdline = (comm.parent / "cmdline").read_bytes()
+                if b"rabbit" in cmdline:
+                    return int(comm.parent.name)
+    return None
+
+
+class CpuMeter:
+    """Where the machine's CPU went during one load run: server, broker, load generator.
+
+    The load generator is the benchmark's child that finished inside the block (its CPU is
+    in this process's ``RUSAGE_CHILDREN``); the broker is counted only when it runs here.
+    """
+
+    def __init__(self, server: Proc, broker: int | None) -> None:
+        self.pids = {"server": server.pid, "broker": broker}
+        self.used: dict[str, float | None] = {}
+
+    def _read(self) -> dict[str, float | None]:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        now: dict[str, float | None] = {
+            name: _cpu_seconds(pid) if pid is not None else None for name, pid in self.pids.items()
+        }
+        now["load"] = children.ru_utime + children.ru_stime
+        now["idle"] = _idle_seconds()
+        now["wall"] = time.monotonic()
+        return now
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._read()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        end = self._read()
+        for name, value in end.items():
+            before = self._start.get(name)
+            self.used[name] = None if value is None or before is None else value - before
+
+    def per_request(self, requests: int) -> dict[str, float | None]:
+        """CPU microseconds per request of each process, and the machine's idle share."""
+        out: dict[str, float | None] = {
+            name: (1e6 * used / requests) if used is not None and requests else None
+            for name, used in self.used.items()
+            if name not in ("idle", "wall")
+        }
+        idle, wall = self.used.get("idle"), self.used.get("wall")
+        out["idle_pct"] = (
+            100 * idle / (wall * (os.cpu_count() or 1)) if idle is not None and wall else None
+        )
+        return out
+
+
 def free_port() -> int:
     """A port nobody listens on (bound without SO_REUSEPORT, so a stale server shows)."""
     with socket.socket() as sock:
@@ -216,6 +296,7 @@ class Load:
     unanswered: int = 0
     request_ids: list[str] = field(default_factory=list)
     rss_peak: float | None = None
+    cpu: dict[str, float | None] = field(default_factory=dict)  # CpuMeter.per_request
 
 
 def run_wrk(wrk: str, url: str, seconds: float) -> Load:
@@ -474,8 +555,13 @@ class Bench:
         self.results: dict[str, Any] = {"notes": []}
         self.deadline = time.monotonic() + (240 if args.quick else 900)
         self.wrk: str | None = None
+        self.broker_pid: int | None = None
 
     # processes
+
+    def _local_broker(self) -> bool:
+        """Whether the broker is this machine's (its CPU can then be read)."""
+        return urlsplit(self.url).hostname in ("127.0.0.1", "localhost", "::1")
 
     def start(self, name: str, argv: list[str], *, cwd: Path = ROOT, **env: str) -> Proc:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -535,6 +621,8 @@ class Bench:
             prefix = f"{self.prefix}-group"
             self.prefixes.append(prefix)
             argv += ["--amqp-url", self.url, "--prefix", prefix]
+        if kind == "fsync":
+            argv += ["--file", str(self.logs / "fsync-server.log")]
         proc = self.start(name, argv)
         proc.port = port
         wait_http(f"http://127.0.0.1:{port}/healthz", 60, proc)
@@ -552,12 +640,13 @@ class Bench:
 
     def saturate(self, proc: Proc, seconds: float) -> Load:
         url = f"http://127.0.0.1:{proc.port}/callbacks"
-        with Sampler(proc) as sampler:
+        with Sampler(proc) as sampler, CpuMeter(proc, self.broker_pid) as meter:
             if self.wrk is not None:
                 load = run_wrk(self.wrk, url, seconds)
             else:
                 load = run_loadgen(url, rate=None, seconds=seconds)
         load.rss_peak = sampler.peak
+        load.cpu = meter.per_request(load.ok + load.non_2xx)
         return load
 
     # sections
@@ -572,10 +661,12 @@ class Bench:
             print(note, flush=True)
             self.results["notes"].append(note)
         self.results["tool"] = "wrk" if self.wrk else "loadgen (closed)"
+        self.broker_pid = broker_pid() if self._local_broker() else None
         servers: dict[str, Proc] = {
             NOOP: self.start_server("noop", "noop"),
             NAIVE: self.start_server("naive", "naive"),
             GROUP: self.start_server("group", "group"),
+            FSYNC: self.start_server("fsync", "fsync"),
             APP: self.start_server("app", "app"),
             OURS: self.start_ingress("ingress", self.prefix),
         }
@@ -899,6 +990,7 @@ def report(results: dict[str, Any]) -> str:
             f"{_ms(mid['p50'])} | {_ms(mid['p99'])} | {_ms(mid['p999'])} | "
             f"{sum(x['non_2xx'] for x in loads)} | {sum(x['errors'] for x in loads)} | {rss:.0f} |"
         )
+    lines += cpu_table(results)
     lines.append("")
     lines.append(
         f"Fixed rates (open loop, {OPEN_LOOP_CONNECTIONS} connections, latency from release; "
@@ -973,6 +1065,41 @@ def report(results: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"Note: {note}")
     return "\n".join(lines) + "\n"
+
+
+def cpu_table(results: dict[str, Any]) -> list[str]:
+    """Where both cores went at saturation: CPU microseconds per request of each process."""
+    rows = []
+    for name, loads in results["saturation"].items():
+        mid = sorted(loads, key=lambda x: x["throughput"])[len(loads) // 2]
+        cpu = mid.get("cpu") or {}
+        if cpu.get("server") is None:
+            continue
+
+        def us(key: str, cpu: dict[str, float | None] = cpu) -> str:
+            value = cpu.get(key)
+            return "-" if value is None else f"{value:.0f}"
+
+        known = [cpu.get(k) for k in ("server", "broker", "load")]
+        total = sum(v for v in known if v is not None)
+        idle = cpu.get("idle_pct")
+        rows.append(
+            f"| {name} | {us('server')} | {us('broker')} | {us('load')} | {total:.0f} | "
+            f"{'-' if idle is None else f'{idle:.0f}'} |"
+        )
+    if not rows:
+        return []
+    cores = os.cpu_count() or 1
+    return [
+        "",
+        f"CPU per request at saturation, same runs (microseconds of CPU; the {cores} cores "
+        f"give {cores * 1_000_000:,} per second, so a total of T allows at most "
+        f"{cores * 1_000_000:,}/T req/s):",
+        "",
+        "| server | server | broker | load generator | total | machine idle % |",
+        "|---|---:|---:|---:|---:|---:|",
+        *rows,
+    ]
 
 
 def targets(results: dict[str, Any]) -> list[str]:
