@@ -1089,7 +1089,7 @@ def cpu_table(results: dict[str, Any]) -> list[str]:
         )
     if not rows:
         return []
-    cores = os.cpu_count() or 1
+    cores = int(results.get("cores") or os.cpu_count() or 1)  # the run's machine, if saved
     return [
         "",
         f"CPU per request at saturation, same runs (microseconds of CPU; the {cores} cores "
@@ -1249,6 +1249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench.stop_all()
     results["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     results["machine"] = machine()
+    results["cores"] = os.cpu_count() or 1
     results["seconds"] = round(time.monotonic() - started)
     results["mode"] = "quick" if args.quick else "full"
     table = report(results)
