@@ -87,12 +87,13 @@ class Plan:
     e2e_seconds: float
     e2e_setups: tuple[tuple[int, int], ...]  # (routers, workers)
     backlog_events: int
+    router_bodies: int
     drain_timeout: float
 
     @classmethod
     def choose(cls, quick: bool) -> Plan:
         if quick:
-            return cls(1, 5, 1, (0.1, 0.25, 0.5), 3, 8, 2, ((1, 1),), 20_000, 60)
+            return cls(1, 5, 1, (0.1, 0.25, 0.5), 3, 8, 2, ((1, 1),), 20_000, 5_000, 60)
         return cls(
             3,
             8,
@@ -103,6 +104,7 @@ class Plan:
             3,
             ((1, 1), (1, 2), (2, 2)),
             100_000,
+            20_000,
             120,
         )
 
@@ -501,6 +503,34 @@ async def fill_backlog(url: str, prefix: str, count: int) -> int:
         await connection.close()
 
 
+async def fill_raw(url: str, prefix: str, count: int) -> int:
+    """Send ``count`` seed bodies to ``<prefix>.raw`` as the ingress does; the messages it took.
+
+    Our publisher, 64 requests at a time: the bodies travel in batches as under load.
+    """
+    from ingress.app import next_request_id
+    from ingress.publisher import AmqpPublisher
+    from shared.batchformat import RawMeta
+    from shared.settings import Settings
+
+    seed = SEED.read_bytes()
+    headers = {"Content-Type": "application/xml"}
+    publisher = AmqpPublisher(Settings.load(amqp_url=url, prefix=prefix, log_level="warning"))
+    await publisher.start()
+    try:
+        slots = asyncio.Semaphore(64)
+
+        async def one() -> None:
+            async with slots:
+                meta = RawMeta(next_request_id(), time.time(), "application/xml", None, headers)
+                await publisher.publish(seed, meta)
+
+        await asyncio.gather(*(one() for _ in range(count)))
+        return publisher.messages_confirmed
+    finally:
+        await publisher.close()
+
+
 async def delete_everything(url: str, prefixes: Sequence[str], extra_queues: Sequence[str]) -> None:
     """Delete every queue and exchange the benchmark may have declared."""
     import aio_pika
@@ -683,6 +713,8 @@ class Bench:
             proc.stop()
         if not self.args.skip_e2e and self.time_left():
             self.section_e2e()
+        if not self.args.skip_e2e and self.time_left():
+            self.section_router()
         if not self.args.skip_e2e and self.time_left():
             self.section_backlog()
         self.section_parser()
@@ -875,6 +907,54 @@ class Bench:
         )
         return entry
 
+    def section_router(self) -> None:
+        """One router alone on a backlog of raw bodies: events/s and CPU per event."""
+        from shared.parser import parse_callback
+        from shared.topology import Topology
+
+        n = self.plan.router_bodies
+        prefix = f"{self.prefix}-router"
+        self.prefixes.append(prefix)
+        topology = Topology(prefix)
+        expected = n * len(parse_callback(SEED.read_bytes()))
+        print(f"router alone: a backlog of {n:,} raw bodies", flush=True)
+        messages = broker(fill_raw, self.url, prefix, n)
+        router = self.start_role("router", "router-alone", prefix)
+        # The clock starts once it consumes: its start-up (imports, connecting) is not routing.
+        wait_until(lambda: broker(consumers_on, self.url, topology.raw) >= 1, 60, 0.02)
+        t0, cpu0 = time.monotonic(), _cpu_seconds(router.pid)
+        beam = self.broker_pid
+        beam0 = _cpu_seconds(beam) if beam is not None else None
+
+        def routed() -> bool:
+            return bool(broker(ready_messages, self.url, [topology.unrouted]) >= expected)
+
+        finished = wait_until(routed, self.plan.drain_timeout, 0.1)
+        elapsed = time.monotonic() - t0
+        cpu1 = _cpu_seconds(router.pid)
+        beam1 = _cpu_seconds(beam) if beam is not None else None
+        router.stop()
+
+        def per_event(before: float | None, after: float | None) -> float | None:
+            return None if before is None or after is None else 1e6 * (after - before) / expected
+
+        self.results["router"] = {
+            "bodies": n,
+            "messages": messages,
+            "events": expected,
+            "seconds": elapsed,
+            "finished": finished,
+            "events_per_second": expected / elapsed if finished and elapsed > 0 else 0.0,
+            "router_cpu_us": per_event(cpu0, cpu1),
+            "broker_cpu_us": per_event(beam0, beam1),
+        }
+        print(
+            f"  {expected:,} events in {elapsed:.1f}s"
+            f"{'' if finished else ' (did not finish)'}; router CPU "
+            f"{self.results['router']['router_cpu_us'] or 0:.0f} us/event",
+            flush=True,
+        )
+
     def section_backlog(self) -> None:
         plan = self.plan
         prefix = f"{self.prefix}-backlog"
@@ -1041,6 +1121,7 @@ def report(results: dict[str, Any]) -> str:
                 f"{e['events_per_second']:,.0f}{'' if e['finished'] else ' (unfinished)'} | "
                 f"{e['worker_rss_peak']:.0f} |"
             )
+    lines += router_lines(results)
     if "backlog" in results:
         b = results["backlog"]
         lines.append("")
@@ -1099,6 +1180,28 @@ def cpu_table(results: dict[str, Any]) -> list[str]:
         "| server | server | broker | load generator | total | machine idle % |",
         "|---|---:|---:|---:|---:|---:|",
         *rows,
+    ]
+
+
+def router_lines(results: dict[str, Any]) -> list[str]:
+    """The router-alone section: events/s and CPU per event."""
+    r = results.get("router")
+    if not r:
+        return []
+    cpu = [
+        f"{label} {r[key]:.0f} us"
+        for label, key in (("router", "router_cpu_us"), ("broker", "broker_cpu_us"))
+        if r.get(key) is not None
+    ]
+    outcome = (
+        f"{r['events_per_second']:,.0f} events/s; CPU per event: {', '.join(cpu)}."
+        if r["finished"]
+        else f"did not finish in {r['seconds']:.0f} s."
+    )
+    return [
+        "",
+        f"One router alone on a backlog of {r['bodies']:,} raw bodies ({r['messages']:,} "
+        f"messages, batched as the ingress sends them under load): {outcome}",
     ]
 
 
