@@ -515,11 +515,14 @@ async def fill_raw(url: str, prefix: str, count: int) -> int:
     from ingress.app import next_request_id
     from ingress.publisher import AmqpPublisher
     from shared.batchformat import RawMeta
+    from shared.logs import configure_logging
     from shared.settings import Settings
 
     seed = SEED.read_bytes()
     headers = {"Content-Type": "application/xml"}
-    publisher = AmqpPublisher(Settings.load(amqp_url=url, prefix=prefix, log_level="warning"))
+    settings = Settings.load(amqp_url=url, prefix=prefix, log_level="warning")
+    configure_logging(settings)  # the benchmark's output is its tables, not our log lines
+    publisher = AmqpPublisher(settings)
     await publisher.start()
     try:
         slots = asyncio.Semaphore(64)
