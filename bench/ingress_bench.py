@@ -929,22 +929,16 @@ class Bench:
         router = self.start_role("router", "router-alone", prefix)
         # The clock starts once it consumes: its start-up (imports, connecting) is not routing.
         wait_until(lambda: broker(consumers_on, self.url, topology.raw) >= 1, 60, 0.02)
-        t0, cpu0 = time.monotonic(), _cpu_seconds(router.pid)
-        beam = self.broker_pid
-        beam0 = _cpu_seconds(beam) if beam is not None else None
 
         def routed() -> bool:
             return bool(broker(ready_messages, self.url, [topology.unrouted]) >= expected)
 
-        finished = wait_until(routed, self.plan.drain_timeout, 0.1)
+        t0 = time.monotonic()
+        with CpuMeter(router, self.broker_pid) as meter:
+            finished = wait_until(routed, self.plan.drain_timeout, 0.1)
         elapsed = time.monotonic() - t0
-        cpu1 = _cpu_seconds(router.pid)
-        beam1 = _cpu_seconds(beam) if beam is not None else None
         router.stop()
-
-        def per_event(before: float | None, after: float | None) -> float | None:
-            return None if before is None or after is None else 1e6 * (after - before) / expected
-
+        cpu = meter.per_request(expected)
         self.results["router"] = {
             "bodies": n,
             "messages": messages,
@@ -952,8 +946,8 @@ class Bench:
             "seconds": elapsed,
             "finished": finished,
             "events_per_second": expected / elapsed if finished and elapsed > 0 else 0.0,
-            "router_cpu_us": per_event(cpu0, cpu1),
-            "broker_cpu_us": per_event(beam0, beam1),
+            "router_cpu_us": cpu["server"],
+            "broker_cpu_us": cpu["broker"],
         }
         print(
             f"  {expected:,} events in {elapsed:.1f}s"
@@ -1032,6 +1026,11 @@ def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.25
     return False
 
 
+def median_load(loads: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median throughput among a server's saturation rounds."""
+    return sorted(loads, key=lambda x: x["throughput"])[len(loads) // 2]
+
+
 def median_throughput(results: dict[str, Any], name: str) -> float:
     return float(statistics.median(x["throughput"] for x in results["saturation"][name]))
 
@@ -1070,7 +1069,7 @@ def report(results: dict[str, Any]) -> str:
     )
     lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, loads in results["saturation"].items():
-        mid = sorted(loads, key=lambda x: x["throughput"])[len(loads) // 2]
+        mid = median_load(loads)
         rss = max((x["rss_peak"] or 0) for x in loads)
         lines.append(
             f"| {name} | {mid['throughput']:,.0f} | {mid['throughput'] / noop:.2f} | "
@@ -1159,7 +1158,7 @@ def cpu_table(results: dict[str, Any]) -> list[str]:
     """Where both cores went at saturation: CPU microseconds per request of each process."""
     rows = []
     for name, loads in results["saturation"].items():
-        mid = sorted(loads, key=lambda x: x["throughput"])[len(loads) // 2]
+        mid = median_load(loads)
         cpu = mid.get("cpu") or {}
         if cpu.get("server") is None:
             continue
