@@ -470,8 +470,8 @@ async def fill_backlog(url: str, prefix: str, count: int) -> int:
     """Publish ``count`` events of the seed to the no-op consumer's queue; its size in bytes."""
     import aio_pika
 
-    from shared.events import Envelope
-    from shared.parser import parse_callback
+    from shared.callbacks.events import Envelope
+    from shared.callbacks.parser import parse_callback
     from shared.settings import Settings
     from shared.topology import Topology
     from workers.envelope import event_message
@@ -844,7 +844,7 @@ class Bench:
         )
 
     def section_e2e(self) -> None:
-        from shared.parser import parse_callback
+        from shared.callbacks.parser import parse_callback
 
         per_body = len(parse_callback(SEED.read_bytes()))
         print("end to end: HTTP in -> router -> no-op consumer", flush=True)
@@ -916,7 +916,7 @@ class Bench:
 
     def section_router(self) -> None:
         """One router alone on a backlog of raw bodies: events/s and CPU per event."""
-        from shared.parser import parse_callback
+        from shared.callbacks.parser import parse_callback
         from shared.topology import Topology
 
         n = self.plan.router_bodies

@@ -15,8 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from shared.events import CallbackEvent
-from workers.consumer import Consumer, consumer
+from workers import CallbackEvent, Consumer, consumer
 
 __all__ = ["NoopConsumer"]
 

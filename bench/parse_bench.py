@@ -27,7 +27,7 @@ import pydantic
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.parser import parse_callback  # noqa: E402 - after the path is set
+from shared.callbacks.parser import parse_callback  # noqa: E402 - after the path is set
 
 SEEDS = ROOT / "tests" / "fixtures" / "seeds"
 DEFAULT_BODIES = ("ocr.1.xml", "digital-watermark.1.json")

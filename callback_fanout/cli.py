@@ -201,7 +201,7 @@ def _services(command: str, settings: Settings) -> list[Service]:
 
 
 def _parse_files(files: Sequence[Path], content_type: str | None) -> int:
-    from shared.parser import parse_callback
+    from shared.callbacks.parser import parse_callback
 
     status = 0
     for path in files:

@@ -1,1 +1,15 @@
-"""What every role shares: settings, errors, topology, the event model and its parser."""
+"""What every role shares, in two rooms.
+
+- ``shared.callbacks``: the model of the vendor's callbacks and its parser. Pure code, no I/O;
+  it imports nothing of the project but ``shared.errors``.
+- The infrastructure, one concept a module: ``settings`` (the one settings object),
+  ``errors`` (the one exception tree), ``topology`` (every queue and exchange name and its
+  arguments), ``amqp`` (connecting), ``batchformat`` (group-commit messages), ``logs``,
+  ``health`` (the admin endpoints) and ``service`` (start, run, stop a role).
+
+Import direction: ``ingress`` and ``workers`` import ``shared``; ``shared`` imports neither.
+"""
+
+from shared.moved import install as _install_moved_paths
+
+_install_moved_paths()

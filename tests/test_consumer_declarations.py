@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from shared.errors import ConsumerDeclarationError
-from shared.events import CallbackEvent
-from workers import Consumer, consumer
+from workers import CallbackEvent, Consumer, consumer
 from workers.consumer import LoadedConsumer
 from workers.loader import load_consumers
 
@@ -82,7 +81,7 @@ def consumer_package(tmp_path: Path) -> Iterator[Path]:
     (tmp_path / "acme_consumers.py").write_text(
         textwrap.dedent(
             """
-            from workers import Consumer, consumer
+            from workers import CallbackEvent, Consumer, consumer
 
             @consumer(name="thumbs", routes=["TaskFinish.Snapshot.*"], concurrency=16)
             async def thumbs(event):

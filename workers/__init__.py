@@ -1,16 +1,38 @@
-"""Routers and consumer workers, and the public API for writing consumers.
+"""Routers and consumer workers, and the one import path for writing consumers.
 
-```python
-from workers import consumer
-from shared.events import CallbackEvent
+Everything a consumer author needs comes from here::
 
-@consumer(name="thumbnails", routes=["TaskFinish.Snapshot.*"], concurrency=16, max_attempts=5)
-async def handle(event: CallbackEvent) -> None:
-    ...
-```
+    from workers import CallbackEvent, Consumer, GiveUp, Retry, consumer
+    from workers import TranscodeOperation  # any typed operation or moderation result
+
+    @consumer(name="thumbnails", routes=["TaskFinish.Snapshot.*"], concurrency=16)
+    async def handle(event: CallbackEvent) -> None:
+        ...
+
+What lives here: the consumer contract (``consumer``), the router (``router``), the consumer
+runtime (``runtime``, ``retry``, ``parking``, ``dedupe``), consumer loading (``loader``) and the
+built-in consumers (``builtin/``). Import direction: ``workers`` imports ``shared`` (the
+callback model and the infrastructure), never ``ingress``; ``shared`` never imports ``workers``.
 """
 
+from shared.callbacks import moderation as _moderation
+from shared.callbacks import operations as _operations
+from shared.callbacks.events import CallbackEvent, Envelope, EventFamily, Operation
+from shared.callbacks.moderation import *  # noqa: F403
+from shared.callbacks.operations import *  # noqa: F403
 from shared.errors import GiveUp, Retry
 from workers.consumer import Consumer, ConsumerSpec, consumer
 
-__all__ = ["Consumer", "ConsumerSpec", "GiveUp", "Retry", "consumer"]
+__all__ = [
+    "CallbackEvent",
+    "Consumer",
+    "ConsumerSpec",
+    "Envelope",
+    "EventFamily",
+    "GiveUp",
+    "Operation",
+    "Retry",
+    "consumer",
+]
+__all__ += _operations.__all__
+__all__ += _moderation.__all__

@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from shared.callbacks.events import CallbackEvent
 from shared.errors import ConsumerDeclarationError
-from shared.events import CallbackEvent
 from shared.topology import valid_route
 
 __all__ = [

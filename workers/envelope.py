@@ -8,7 +8,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, HeadersType
 
-from shared.events import CallbackEvent, Envelope
+from shared.callbacks.events import CallbackEvent, Envelope
 
 __all__ = [
     "copy_with_headers",

@@ -24,9 +24,9 @@ from aio_pika.abc import (
 )
 
 from shared.amqp import connect, within
+from shared.callbacks.parser import parse_callback
 from shared.errors import ParseError
 from shared.logs import get_logger
-from shared.parser import parse_callback
 from shared.settings import Settings
 from shared.topology import Topology
 from workers.batch import raw_messages

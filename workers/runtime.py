@@ -25,8 +25,8 @@ from aio_pika.abc import (
 )
 
 from shared.amqp import connect, within
+from shared.callbacks.events import CallbackEvent
 from shared.errors import GiveUp, Retry
-from shared.events import CallbackEvent
 from shared.logs import get_logger
 from shared.settings import Settings
 from shared.topology import ConsumerQueues, Topology

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from xml.sax.saxutils import escape
 
-from shared.events import CallbackEvent
-from shared.parser import parse_callback
-from shared.vendor import parse_vendor_time
+from shared.callbacks.events import CallbackEvent
+from shared.callbacks.parser import parse_callback
+from shared.callbacks.vendor import parse_vendor_time
 
 __all__ = [
     "CALLBACKS",

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.events import CallbackEvent, Envelope
-from shared.parser import parse_callback
-from shared.routing import MAX_WORD_BYTES, routing_key, routing_word
+from shared.callbacks.events import CallbackEvent, Envelope
+from shared.callbacks.parser import parse_callback
+from shared.callbacks.routing import MAX_WORD_BYTES, routing_key, routing_word
 from tests.parser.bodies import CALLBACKS, SEEDS, parse_file
 
 ALL_BODIES = sorted(SEEDS.glob("*.*")) + sorted(

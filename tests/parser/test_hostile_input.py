@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.callbacks.parser import parse_callback
+from shared.callbacks.xmlsafe import xml_to_value
 from shared.errors import ParseError
-from shared.parser import parse_callback
-from shared.xmlsafe import xml_to_value
 
 JOB = b"<JobsDetail><JobId>j1</JobId><State>Success</State></JobsDetail>"
 

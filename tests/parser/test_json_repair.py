@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from shared.callbacks.jsonrepair import MAX_REPAIRS, load_json
+from shared.callbacks.operations import ImageOCROperation, PicProcessOperation, TranslationOperation
+from shared.callbacks.parser import parse_callback
 from shared.errors import ParseError
-from shared.jsonrepair import MAX_REPAIRS, load_json
-from shared.operations import ImageOCROperation, PicProcessOperation, TranslationOperation
-from shared.parser import parse_callback
 from tests.parser.bodies import CALLBACKS, parse_file, some
 
 

@@ -9,10 +9,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.callbacks.events import CallbackEvent
+from shared.callbacks.parser import parse_callback
+from shared.callbacks.xmlsafe import xml_to_value
 from shared.errors import ParseError
-from shared.events import CallbackEvent
-from shared.parser import parse_callback
-from shared.xmlsafe import xml_to_value
 from tests.parser.bodies import SEEDS, assert_reachable, to_json, to_xml
 
 EXAMPLES = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.callbacks.events import CallbackEvent
+from shared.callbacks.parser import parse_callback
 from shared.errors import ParseError
-from shared.events import CallbackEvent
-from shared.parser import parse_callback
 
 REFERENCE_VARIABLE = "CALLBACK_FANOUT_REFERENCE_DIR"
 UNBALANCED = "docs-ci-TaskFinish-api-81f15325.json"

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from shared.events import CallbackEvent
-from shared.operations import (
+from shared.callbacks.events import CallbackEvent
+from shared.callbacks.operations import (
     DigitalWatermarkOperation,
     ImageInspectOperation,
     ImageOCROperation,

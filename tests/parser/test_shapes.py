@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.events import CallbackEvent
-from shared.moderation import (
+from shared.callbacks.events import CallbackEvent
+from shared.callbacks.moderation import (
     AudioModeration,
     DocumentModeration,
     HtmlModeration,
@@ -15,7 +15,7 @@ from shared.moderation import (
     TextModeration,
     VideoModeration,
 )
-from shared.operations import (
+from shared.callbacks.operations import (
     GenericOperation,
     ImageInspectOperation,
     ImageOCROperation,
@@ -23,7 +23,7 @@ from shared.operations import (
     TranscodeOperation,
     TranslationOperation,
 )
-from shared.parser import parse_callback
+from shared.callbacks.parser import parse_callback
 from tests.parser.bodies import CALLBACKS, parse_file, some
 
 CST = timezone(timedelta(hours=8))

@@ -17,8 +17,8 @@ from shared.batchformat import (
     batch_message,
     unpack,
 )
+from shared.callbacks.parser import parse_callback
 from shared.errors import BrokerUnavailable
-from shared.parser import parse_callback
 from shared.settings import Settings
 from tests.conftest import SEEDS, StartSystem
 from tests.support.broker import BrokerClient

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from shared.events import CallbackEvent
 from shared.settings import Settings
 from tests.conftest import SEEDS, StartSystem
 from tests.support.broker import BrokerClient
 from tests.support.system import Recorder, RunningSystem
 from tests.support.waiting import eventually
-from workers import Consumer, consumer
+from workers import CallbackEvent, Consumer, consumer
 from workers.consumer import LoadedConsumer
 
 pytestmark = pytest.mark.broker
@@ -82,7 +81,7 @@ async def test_a_body_that_crashes_the_parser_is_parked_with_the_reason_not_retr
     start_system: StartSystem, broker: BrokerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import workers.router
-    from shared.parser import parse_callback as real
+    from shared.callbacks.parser import parse_callback as real
 
     def crashing(body: bytes, **kwargs: object) -> list[CallbackEvent]:
         if b"CRASH" in body:

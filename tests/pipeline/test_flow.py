@@ -12,8 +12,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from shared.events import CallbackEvent
-from shared.parser import parse_callback
+from shared.callbacks.events import CallbackEvent
+from shared.callbacks.parser import parse_callback
 from shared.settings import Settings
 from tests.conftest import SEEDS, StartSystem
 from tests.support.broker import BrokerClient

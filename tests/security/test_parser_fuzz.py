@@ -17,9 +17,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.callbacks.events import CallbackEvent
+from shared.callbacks.parser import parse_callback
 from shared.errors import ParseError
-from shared.events import CallbackEvent
-from shared.parser import parse_callback
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 FUZZ = settings(

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from shared.events import CallbackEvent
-from workers import Consumer, consumer
+from workers import CallbackEvent, Consumer, consumer
 
 
 @consumer(name="broken-startup", routes=["#"])

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from shared.events import CallbackEvent
-from workers import consumer
+from workers import CallbackEvent, consumer
 
 
 def _append(variable: str, line: str) -> None:

@@ -10,10 +10,9 @@ from typing import Any
 import aiohttp
 
 from ingress.server import IngressService
-from shared.errors import GiveUp
-from shared.events import CallbackEvent
 from shared.settings import Settings
-from workers.consumer import LoadedConsumer, consumer
+from workers import CallbackEvent, GiveUp, consumer
+from workers.consumer import LoadedConsumer
 from workers.router import RouterService
 from workers.runtime import WorkerService
 

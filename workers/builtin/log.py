@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from shared.events import CallbackEvent
 from shared.logs import get_logger
-from workers.consumer import consumer
+from workers import CallbackEvent, consumer
 
 __all__ = ["log_consumer"]
 

@@ -25,12 +25,12 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic.alias_generators import to_pascal
 
+from shared.callbacks.events import CallbackEvent, Envelope
+from shared.callbacks.jsonrepair import load_json
+from shared.callbacks.moderation import MODERATION_EVENTS
+from shared.callbacks.routing import MISSING
+from shared.callbacks.xmlsafe import xml_to_value
 from shared.errors import ParseError
-from shared.events import CallbackEvent, Envelope
-from shared.jsonrepair import load_json
-from shared.moderation import MODERATION_EVENTS
-from shared.routing import MISSING
-from shared.xmlsafe import xml_to_value
 
 __all__ = ["DEFAULT_MAX_BYTES", "TEST_POST_MESSAGE", "parse_callback"]
 

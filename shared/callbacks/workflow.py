@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.objects import CosHeaderList
-from shared.vendor import ListOf, Text, VendorModel, VendorTime
+from shared.callbacks.objects import CosHeaderList
+from shared.callbacks.vendor import ListOf, Text, VendorModel, VendorTime
 
 __all__ = ["WorkflowExecution", "WorkflowRef", "WorkflowTask"]
 

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.moderation import (
+from shared.callbacks.moderation import (
     MODERATION_EVENTS,
     AudioModeration,
     DocumentModeration,
@@ -39,8 +39,8 @@ from shared.moderation import (
     hit_label,
     verdict_of,
 )
-from shared.objects import JobInput
-from shared.operations import (
+from shared.callbacks.objects import JobInput
+from shared.callbacks.operations import (
     AnimationOperation,
     BaseOperation,
     ConcatOperation,
@@ -66,9 +66,9 @@ from shared.operations import (
     VideoProcessOperation,
     VoiceSeparateOperation,
 )
-from shared.routing import MISSING, digest, routing_key, task_state_word
-from shared.vendor import Int, Nested, Text, VendorModel, VendorTime
-from shared.workflow import WorkflowExecution, WorkflowRef
+from shared.callbacks.routing import MISSING, digest, routing_key, task_state_word
+from shared.callbacks.vendor import Int, Nested, Text, VendorModel, VendorTime
+from shared.callbacks.workflow import WorkflowExecution, WorkflowRef
 
 __all__ = [
     "OPERATION_MODELS",
@@ -184,7 +184,8 @@ class CallbackEvent(VendorModel):
     test POST), ``job_index``/``job_count`` (the job's place in ``JobsDetail``),
     ``repaired``/``repairs`` (the JSON repairs applied), ``response_extra`` (top-level fields
     beside the job), ``envelope`` (the HTTP request), and the two keys, derived from the
-    fields when not given: ``routing_key`` and ``idempotency_key`` (see :mod:`shared.routing`).
+    fields when not given: ``routing_key`` and ``idempotency_key`` (see
+    :mod:`shared.callbacks.routing`).
     """
 
     event_name: str = "TaskFinish"

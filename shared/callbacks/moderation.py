@@ -13,8 +13,8 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic.alias_generators import to_pascal
 
-from shared.operations import BaseOperation
-from shared.vendor import Int, ListOf, Nested, Text, VendorModel
+from shared.callbacks.operations import BaseOperation
+from shared.callbacks.vendor import Int, ListOf, Nested, Text, VendorModel
 
 __all__ = [
     "MODERATION_EVENTS",

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.objects import JobInput, OutputLocation
-from shared.vendor import (
+from shared.callbacks.objects import JobInput, OutputLocation
+from shared.callbacks.vendor import (
     Bool,
     Float,
     Int,

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 
-from shared.vendor import ListOf, Text, VendorModel, as_list
+from shared.callbacks.vendor import ListOf, Text, VendorModel, as_list
 
 __all__ = ["CosHeader", "CosHeaderList", "JobInput", "OutputLocation", "StreamExtractOutput"]
 
