@@ -129,6 +129,6 @@ def _same_leaf(expected: Any, actual: Any) -> bool:
         return float(expected) == float(actual)
     if isinstance(actual, datetime):
         return bool(parse_vendor_time(expected) == actual)
-    if isinstance(expected, bool):
-        return bool(actual in ("true", "false", str(expected)))
+    if isinstance(expected, bool):  # the same truth value, spelled as text
+        return actual in ("true", "True") if expected else actual in ("false", "False")
     return bool(str(expected) == actual)

@@ -410,3 +410,23 @@ def test_arbitrary_or_mangled_bodies_give_events_or_a_parse_error_nothing_else(
     assert all(reasons)
     for event in events:
         assert len(event.routing_key.split(".")) == 3
+
+
+def test_the_reachability_check_refuses_a_flipped_or_misspelled_value() -> None:
+    """The check above can fail: a boolean flipped on the way, in either spelling, is lost."""
+    assert_reachable({"Flag": True}, {"Flag": "true"})
+    assert_reachable({"Flag": False}, {"Flag": False})
+    assert_reachable({"Flag": "true"}, {"Flag": True})
+    for expected, actual in [
+        (True, "false"),
+        (False, "true"),
+        (True, False),
+        ("false", True),
+        (True, "yes"),
+        ("7", "8"),
+    ]:
+        try:
+            assert_reachable({"Flag": expected}, {"Flag": actual})
+        except AssertionError:
+            continue
+        raise AssertionError(f"{expected!r} became {actual!r} and the check let it pass")
