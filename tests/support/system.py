@@ -16,7 +16,10 @@ from workers.consumer import LoadedConsumer
 from workers.router import RouterService
 from workers.runtime import WorkerService
 
-__all__ = ["Recorder", "RunningSystem"]
+__all__ = ["START_TIMEOUT", "Recorder", "RunningSystem"]
+
+#: Seconds each role may take to start; a role that takes longer fails the test.
+START_TIMEOUT = 20.0
 
 
 @dataclass
@@ -104,17 +107,28 @@ class RunningSystem:
             WorkerService(settings, consumers) if worker else None,
             aiohttp.ClientSession(),
         )
-        if system.worker is not None:
-            await system.worker.start()
-            await asyncio.wait_for(system.worker.wait_started(), 20)
-        if system.router is not None:
-            await system.router.start()
-            await asyncio.wait_for(system.router.wait_started(), 20)
-        if system.ingress is not None:
-            await system.ingress.start()
-            publisher = system.ingress.publisher
-            for _ in range(400):
-                if publisher.ready:
-                    break
-                await asyncio.sleep(0.05)
+        try:
+            if system.worker is not None:
+                await system.worker.start()
+                await asyncio.wait_for(system.worker.wait_started(), START_TIMEOUT)
+            if system.router is not None:
+                await system.router.start()
+                await asyncio.wait_for(system.router.wait_started(), START_TIMEOUT)
+            if system.ingress is not None:
+                await system.ingress.start()
+                await system._ingress_ready()
+        except BaseException:
+            await system.stop()
+            raise
         return system
+
+    async def _ingress_ready(self) -> None:
+        assert self.ingress is not None
+        publisher = self.ingress.publisher
+        deadline = asyncio.get_running_loop().time() + START_TIMEOUT
+        while not publisher.ready:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(
+                    f"the ingress did not connect to the broker within {START_TIMEOUT:.0f} s"
+                )
+            await asyncio.sleep(0.05)
