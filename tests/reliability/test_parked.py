@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
+from dataclasses import dataclass
 
 import pytest
 
@@ -11,8 +13,9 @@ from callback_fanout.cli import _build_parser, _parked, _settings_from
 from shared.settings import Settings
 from tests.conftest import SEEDS, StartSystem
 from tests.support.broker import BrokerClient
-from tests.support.system import Recorder
+from tests.support.system import START_TIMEOUT, Recorder, RunningSystem
 from tests.support.waiting import eventually
+from workers.router import RouterService
 
 pytestmark = pytest.mark.broker
 
@@ -21,6 +24,11 @@ WORKFLOW = (
     b"<Response><EventName>WorkflowFinish</EventName><WorkflowExecution><RunId>r-1</RunId>"
     b"<WorkflowId>w-1</WorkflowId><State>Success</State></WorkflowExecution></Response>"
 )
+MODERATION = (
+    b'{"EventName":"ReviewImage","JobsDetail":{"JobId":"si1","State":"Success",'
+    b'"Object":"a.jpg","Label":"Normal","Result":0}}'
+)
+PARKED_CONSUMERS = "tests.support.parked_consumers"
 
 
 async def parked(settings: Settings, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -41,10 +49,20 @@ async def parked(settings: Settings, capsys: pytest.CaptureFixture[str], *argv: 
     return capsys.readouterr().out
 
 
+@dataclass
+class ParkedWorld:
+    """The system that parked one message in each parking queue, and its doomed consumer."""
+
+    doomed: Recorder
+    system: RunningSystem
+
+    @property
+    def settings(self) -> Settings:
+        return self.system.settings
+
+
 @pytest.fixture
-async def parked_world(
-    start_system: StartSystem, broker: BrokerClient
-) -> tuple[Recorder, Settings]:
+async def parked_world(start_system: StartSystem, broker: BrokerClient) -> ParkedWorld:
     """One message in each parking queue: unparsed, unrouted, and doomed's dead queue."""
     doomed = Recorder("doomed", ["TaskFinish.ImageOCR.*"], always_fail=True, max_attempts=2)
     system = await start_system([doomed])
@@ -54,28 +72,32 @@ async def parked_world(
     dead = t.consumer("doomed", system.settings.retry_delays).dead
     for queue in (t.unparsed, t.unrouted, dead):
         await eventually(functools.partial(broker.count_is, queue, 1))
-    return doomed, system.settings
+    return ParkedWorld(doomed, system)
 
 
 async def test_list_counts_every_parking_queue(
-    parked_world: tuple[Recorder, Settings], capsys: pytest.CaptureFixture[str]
+    parked_world: ParkedWorld, capsys: pytest.CaptureFixture[str], broker: BrokerClient
 ) -> None:
-    _, settings = parked_world
-    out = await parked(settings, capsys, "list", "--consumer", "log")
+    settings = parked_world.settings
+    broker.track(["log"], settings.retry_delays)  # listing declares log's dead queue
+    out = await parked(
+        settings, capsys, "list", "--consumer", "log", "--consumer", PARKED_CONSUMERS
+    )
     counts = {line.split()[1]: int(line.split()[0]) for line in out.splitlines()}
     assert counts == {
         f"{settings.prefix}.unparsed": 1,
         f"{settings.prefix}.unrouted": 1,
         f"{settings.prefix}.consumer.log.dead": 0,
+        f"{settings.prefix}.consumer.doomed.dead": 1,
     }
 
 
 async def test_show_prints_reason_attempts_and_body_without_removing_anything(
-    parked_world: tuple[Recorder, Settings],
+    parked_world: ParkedWorld,
     capsys: pytest.CaptureFixture[str],
     broker: BrokerClient,
 ) -> None:
-    _, settings = parked_world
+    settings = parked_world.settings
     out = await parked(settings, capsys, "show", "doomed", "--reason", "fails on purpose")
     [line] = out.splitlines()
     shown = json.loads(line)
@@ -93,11 +115,11 @@ async def test_show_prints_reason_attempts_and_body_without_removing_anything(
 
 
 async def test_replay_sends_a_dead_event_back_to_its_consumer_with_attempts_reset(
-    parked_world: tuple[Recorder, Settings],
+    parked_world: ParkedWorld,
     capsys: pytest.CaptureFixture[str],
     broker: BrokerClient,
 ) -> None:
-    doomed, settings = parked_world
+    doomed, settings = parked_world.doomed, parked_world.settings
     dead = broker.topology.consumer("doomed", settings.retry_delays).dead
     out = await parked(settings, capsys, "replay", "doomed", "--dry-run")
     assert out.strip() == f"would replay 1 from {dead}"
@@ -114,29 +136,89 @@ async def test_replay_sends_a_dead_event_back_to_its_consumer_with_attempts_rese
 
 
 async def test_replay_of_unparsed_goes_back_through_the_router_with_its_properties(
-    parked_world: tuple[Recorder, Settings],
+    parked_world: ParkedWorld,
     capsys: pytest.CaptureFixture[str],
     broker: BrokerClient,
 ) -> None:
-    _, settings = parked_world
-    unparsed = broker.topology.unparsed
+    settings, t = parked_world.settings, broker.topology
     shown = await parked(settings, capsys, "show", "unparsed")
     [before] = [json.loads(line) for line in shown.splitlines()]
-    await parked(settings, capsys, "replay", "unparsed")
-    # The router parses it again; it is still garbage, so it is parked again, unchanged.
-    await eventually(lambda: broker.count_is(unparsed, 1))
-    [again] = await broker.take_all(unparsed)
+    assert before["reason"] == "the body contains a NUL character"
+
+    # With the router stopped, the replayed body waits on the raw queue: there it is, as the
+    # ingress sent it (its properties kept, the parking headers gone).
+    assert parked_world.system.router is not None
+    await parked_world.system.router.stop()
+    out = await parked(settings, capsys, "replay", "unparsed")
+    assert out.strip() == f"replayed 1 from {t.unparsed}"
+    assert await broker.count(t.unparsed) == 0
+    on_raw = await broker.peek(t.raw)
+    assert on_raw.body == GARBAGE
+    assert on_raw.message_id == before["message_id"]
+    raw_headers = on_raw.headers or {}
+    assert raw_headers["x-source-address"] == "127.0.0.1"
+    assert "x-parse-error" not in raw_headers
+    assert "x-parse-location" not in raw_headers
+
+    # A router takes it from there and parses it afresh: still garbage, so parked again.
+    router = RouterService(settings)
+    await router.start()
+    try:
+        await asyncio.wait_for(router.wait_started(), START_TIMEOUT)
+        await eventually(lambda: broker.count_is(t.unparsed, 1))
+    finally:
+        await router.stop()
+    assert await broker.count(t.raw) == 0
+    [again] = await broker.take_all(t.unparsed)
     assert again.body == GARBAGE
     assert again.message_id == before["message_id"]
-    assert (again.headers or {}).get("x-source-address") == "127.0.0.1"
+    headers = again.headers or {}
+    assert headers["x-source-address"] == "127.0.0.1"
+    assert headers["x-parse-error"] == "the body contains a NUL character"
+    assert headers["x-parse-location"] == "line 1, column 1"
+
+
+async def test_replay_of_unrouted_goes_to_the_events_exchange_only_what_the_filter_matches(
+    parked_world: ParkedWorld,
+    start_system: StartSystem,
+    capsys: pytest.CaptureFixture[str],
+    broker: BrokerClient,
+) -> None:
+    settings, t = parked_world.settings, broker.topology
+    assert (await parked_world.system.post(MODERATION, "application/json")).status == 200
+    await eventually(lambda: broker.count_is(t.unrouted, 2))
+    out = await parked(settings, capsys, "show", "unrouted")
+    shown = [json.loads(line) for line in out.splitlines()]
+    assert sorted(s["routing_key"] for s in shown) == [
+        "ReviewImage.Normal.Pass",
+        "WorkflowFinish.w-1.Success",
+    ]
+    assert {s["reason"] for s in shown} == {"no consumer bound"}
+
+    # A consumer for workflows is added; only the workflow event is replayed to it.
+    workflows = Recorder("workflows", ["WorkflowFinish.#"])
+    await start_system([workflows], ingress=False, router=False)
+    pattern = "WorkflowFinish.*.Success"
+    out = await parked(settings, capsys, "replay", "unrouted", "--routing-key", pattern, "--dry-run")
+    assert out.strip() == f"would replay 1 from {t.unrouted}"
+    out = await parked(settings, capsys, "replay", "unrouted", "--routing-key", pattern)
+    assert out.strip() == f"replayed 1 from {t.unrouted}"
+    await eventually(lambda: len(workflows.events) == 1)
+    [event] = workflows.events
+    assert event.routing_key == "WorkflowFinish.w-1.Success"
+    assert event.envelope is not None
+    assert event.envelope.raw_body == WORKFLOW
+    [left] = await broker.take_all(t.unrouted)  # the moderation event, still unwanted
+    assert (left.headers or {})["x-routing-key"] == "ReviewImage.Normal.Pass"
+    assert len(workflows.events) == 1  # replayed once, not again
 
 
 async def test_purge_asks_for_confirmation_and_deletes_only_with_it(
-    parked_world: tuple[Recorder, Settings],
+    parked_world: ParkedWorld,
     capsys: pytest.CaptureFixture[str],
     broker: BrokerClient,
 ) -> None:
-    _, settings = parked_world
+    settings = parked_world.settings
     args = _build_parser().parse_args(
         [
             "parked",

@@ -69,6 +69,18 @@ class BrokerClient:
             out.append(message)
         return out
 
+    async def peek(self, queue: str) -> AbstractIncomingMessage:
+        """The first message of ``queue``, left in it (handed back unacked)."""
+        channel = await self.connection.channel()
+        try:
+            q = await channel.declare_queue(queue, passive=True)
+            message = await q.get(no_ack=False, fail=False)
+            assert message is not None, f"{queue} is empty"
+            await message.reject(requeue=True)
+        finally:
+            await channel.close()
+        return message
+
     async def take_raw(self) -> list[AbstractIncomingMessage]:
         """Every body now on the raw queue as its lone message (batches unpacked), removed."""
         from workers.batch import raw_messages
