@@ -7,8 +7,6 @@ import asyncio
 import itertools
 import os
 import secrets
-import shutil
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -21,7 +19,8 @@ from yarl import URL
 
 from shared.settings import Settings
 from shared.topology import Topology
-from tests.support.broker import BrokerClient, broker_url
+from tests.support.broker import BrokerClient, BrokerUnderTest, provide_broker
+from tests.support.broker_control import BrokerControl, NoBrokerControl, find_control
 from tests.support.proxy import CuttableProxy
 from tests.support.system import Recorder, RunningSystem
 
@@ -37,25 +36,45 @@ def _logs_to_stderr() -> None:
 
 
 @pytest.fixture(scope="session")
-def amqp_url() -> Iterator[str]:
-    with broker_url() as url:
-        yield url
-        _sweep(url, RUN_PREFIX)
+def broker_under_test() -> Iterator[BrokerUnderTest]:
+    with provide_broker() as under_test:
+        yield under_test
+        _sweep(under_test, RUN_PREFIX)
 
 
-def _sweep(url: str, prefix: str) -> None:
+@pytest.fixture(scope="session")
+def amqp_url(broker_under_test: BrokerUnderTest) -> str:
+    return broker_under_test.url
+
+
+@pytest.fixture
+async def broker_control(broker_under_test: BrokerUnderTest) -> BrokerControl:
+    """``rabbitmqctl`` for exactly the broker under test; the test fails if there is none."""
+    try:
+        return await find_control(broker_under_test.url, broker_under_test.container)
+    except NoBrokerControl as exc:
+        pytest.fail(f"this test needs to control the broker under test: {exc}", pytrace=False)
+
+
+def _sweep(under_test: BrokerUnderTest, prefix: str) -> None:
     """Belt and braces: delete any queue or exchange of this run a test failed to clean up
-    (needs rabbitmqctl to list them, so only for a broker on this machine)."""
-    if not shutil.which("rabbitmqctl") or not any(h in url for h in ("127.0.0.1", "localhost")):
+    (needs ``rabbitmqctl`` for the broker under test to list them; none, nothing to do)."""
+    if under_test.container is not None:
+        return  # the container goes away with everything in it
+    try:
+        control = asyncio.run(find_control(under_test.url))
+    except (NoBrokerControl, OSError, aio_pika.exceptions.AMQPError):
         return
 
     def listed(what: str) -> list[str]:
-        command = ["rabbitmqctl", "-q", f"list_{what}", "name"]
-        out = subprocess.run(command, check=False, capture_output=True, text=True).stdout.split()
+        try:
+            out = control.rabbitmqctl(f"list_{what}", "name", timeout=60).split()
+        except NoBrokerControl:
+            return []
         return [name for name in out if name.startswith(prefix + "-")]
 
     async def delete(queues: list[str], exchanges: list[str]) -> None:
-        connection = await aio_pika.connect(url)
+        connection = await aio_pika.connect(under_test.url)
         channel = await connection.channel()
         for queue in queues:
             await channel.queue_delete(queue)

@@ -198,10 +198,10 @@ async def test_replay_of_unrouted_goes_to_the_events_exchange_only_what_the_filt
     # A consumer for workflows is added; only the workflow event is replayed to it.
     workflows = Recorder("workflows", ["WorkflowFinish.#"])
     await start_system([workflows], ingress=False, router=False)
-    pattern = "WorkflowFinish.*.Success"
-    out = await parked(settings, capsys, "replay", "unrouted", "--routing-key", pattern, "--dry-run")
+    only_workflows = ("--routing-key", "WorkflowFinish.*.Success")
+    out = await parked(settings, capsys, "replay", "unrouted", *only_workflows, "--dry-run")
     assert out.strip() == f"would replay 1 from {t.unrouted}"
-    out = await parked(settings, capsys, "replay", "unrouted", "--routing-key", pattern)
+    out = await parked(settings, capsys, "replay", "unrouted", *only_workflows)
     assert out.strip() == f"replayed 1 from {t.unrouted}"
     await eventually(lambda: len(workflows.events) == 1)
     [event] = workflows.events

@@ -12,8 +12,9 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from shared.topology import Topology
+from tests.support.broker_control import RabbitmqContainer
 
-__all__ = ["BrokerClient", "broker_url"]
+__all__ = ["BrokerClient", "BrokerUnderTest", "provide_broker"]
 
 _HOW = (
     "No RabbitMQ for the broker tests. Set AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672/) "
@@ -21,12 +22,20 @@ _HOW = (
 )
 
 
+@dataclass(frozen=True)
+class BrokerUnderTest:
+    """The broker the tests use: its URL and, when testcontainers started it, its container."""
+
+    url: str
+    container: RabbitmqContainer | None = None
+
+
 @contextlib.contextmanager
-def broker_url() -> Iterator[str]:
+def provide_broker() -> Iterator[BrokerUnderTest]:
     """``AMQP_URL`` when set; else a RabbitMQ started by testcontainers; else a clear failure."""
     url = os.environ.get("AMQP_URL")
     if url:
-        yield url
+        yield BrokerUnderTest(url)
         return
     try:
         from testcontainers.rabbitmq import RabbitMqContainer
@@ -38,7 +47,8 @@ def broker_url() -> Iterator[str]:
     try:
         host = container.get_container_host_ip()
         port = container.get_exposed_port(container.port)
-        yield f"amqp://{container.username}:{container.password}@{host}:{port}/"
+        url = f"amqp://{container.username}:{container.password}@{host}:{port}/"
+        yield BrokerUnderTest(url, container)
     finally:
         container.stop()
 
