@@ -6,8 +6,7 @@ Only its name matters there: the parking tests run an in-process consumer of the
 
 from __future__ import annotations
 
-from shared.events import CallbackEvent
-from workers import consumer
+from workers import CallbackEvent, consumer
 
 
 @consumer(name="doomed", routes=["TaskFinish.ImageOCR.*"])
