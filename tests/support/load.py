@@ -27,7 +27,7 @@ class Senders:
     post: Post
     body_of: Callable[[int], bytes]
     count: int = 32
-    backoff: float = 0.1
+    backoff: float = 0.25
     accepted: list[str] = field(default_factory=list)
     refused: int = 0
     unexpected: list[str] = field(default_factory=list)
