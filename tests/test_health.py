@@ -1,14 +1,21 @@
-"""A router or worker answers /readyz only while it is connected and consuming."""
+"""Readiness: the ingress answers /readyz 200 only while the broker is connected and it is not
+draining; a router or worker only while it is connected and consuming."""
 
 from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
 
 import aiohttp
 import pytest
 from pydantic import SecretStr
 
 from shared.settings import Settings
+from tests.conftest import StartSystem
 from tests.support.broker import BrokerClient
 from tests.support.processes import RoleProcess, free_port
+from tests.support.proxy import CuttableProxy
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.broker
@@ -61,3 +68,49 @@ async def test_a_worker_whose_consumer_cannot_start_exits_1_instead_of_idling(
         assert await worker.wait(timeout=30) == 1
     finally:
         await worker.close()
+
+
+async def _readiness(http: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, Any]]:
+    async with http.get(url) as response:
+        body = await response.json()
+        return response.status, {k: body[k] for k in ("status", "broker")}
+
+
+async def test_the_ingress_readyz_is_503_while_the_broker_is_away_and_200_once_it_is_back(
+    start_system: StartSystem, broker_proxy_settings: tuple[Settings, CuttableProxy]
+) -> None:
+    settings, proxy = broker_proxy_settings
+    system = await start_system(settings_=settings, router=False, worker=False)
+    assert system.ingress is not None
+    readyz = f"http://127.0.0.1:{system.ingress.port}/readyz"
+    ready = (200, {"status": "ready", "broker": True})
+    away = (503, {"status": "not ready", "broker": False})
+    assert await _readiness(system.http, readyz) == ready
+    proxy.cut()
+
+    async def says(expected: tuple[int, dict[str, Any]]) -> bool:
+        return await _readiness(system.http, readyz) == expected
+
+    await eventually(lambda: says(away), timeout=10)
+    assert await _readiness(system.http, readyz) == away  # and stays so while it is away
+    proxy.restore()
+    await eventually(lambda: says(ready), timeout=20, interval=0.2)
+
+
+async def test_the_ingress_readyz_is_503_once_it_begins_to_drain(
+    start_system: StartSystem,
+) -> None:
+    system = await start_system(router=False, worker=False)
+    assert system.ingress is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", system.ingress.port)
+    try:
+        # The health check arrives as the ingress is told to stop (SIGTERM does this).
+        writer.write(b"GET /readyz HTTP/1.1\r\nHost: ingress\r\n\r\n")
+        stopping = asyncio.create_task(system.ingress.stop())
+        head, _, body = (await asyncio.wait_for(reader.read(), 10)).partition(b"\r\n\r\n")
+        await asyncio.wait_for(stopping, 20)
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 503 ")
+    answer = json.loads(body)
+    assert (answer["status"], answer["broker"]) == ("not ready", True)  # connected, draining
