@@ -76,8 +76,8 @@ class IngressService:
         self._stop.set()
         # Closing the site stops accepting, then waits for in-flight requests to finish.
         await runner.cleanup()
-        if self._connecting is not None:
-            self._connecting.cancel()
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()  # a start that failed was logged already: not re-raised
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connecting
         await self.publisher.close()
