@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -114,3 +115,30 @@ async def test_the_ingress_readyz_is_503_once_it_begins_to_drain(
     assert head.startswith(b"HTTP/1.1 503 ")
     answer = json.loads(body)
     assert (answer["status"], answer["broker"]) == ("not ready", True)  # connected, draining
+
+
+@pytest.mark.parametrize("role", ["ingress", "router", "worker"])
+async def test_a_role_whose_queue_exists_with_other_arguments_says_could_not_start_and_exits_1(
+    settings: Settings, broker: BrokerClient, tmp_path: Path, role: str
+) -> None:
+    t = broker.topology
+    broker.track(["log"], settings.retry_delays)
+    # Someone declared the queue this role needs as a classic queue, without our arguments.
+    taken = t.consumer("log", settings.retry_delays).main if role == "worker" else t.raw
+    await broker.channel.declare_queue(taken, durable=True)
+    log = tmp_path / f"{role}.log"
+    extra = ["--consumer", "log"] if role == "worker" else ["--port", str(free_port())]
+    process = await RoleProcess.start(role, settings, "--log-json", *extra, log=log)
+    try:
+        assert await process.wait(timeout=30) == 1
+    finally:
+        await process.close()
+    lines = log.read_text().splitlines()
+    assert not [line for line in lines if not line.startswith("{")]  # JSON lines, no traceback
+    entries = [json.loads(line) for line in lines]
+    [failed] = [e for e in entries if e["event"] == "could not start"]
+    assert failed["level"] == "error"
+    assert failed["service"] == role
+    assert "PRECONDITION_FAILED" in failed["error"]
+    assert "inequivalent arg" in failed["error"]
+    assert f"for queue '{taken}'" in failed["error"]

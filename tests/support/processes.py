@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from shared.settings import Settings
 
@@ -35,7 +37,9 @@ class RoleProcess:
         settings: Settings,
         *extra: str,
         env: dict[str, str] | None = None,
+        log: Path | None = None,
     ) -> RoleProcess:
+        """Start it; its log lines (stderr) go to ``log`` when given, else nowhere."""
         args: Sequence[str] = [
             sys.executable,
             "-m",
@@ -47,12 +51,13 @@ class RoleProcess:
             "--no-entry-points",
             *extra,
         ]
-        process = await asyncio.create_subprocess_exec(
-            *args,
-            env={**os.environ, **(env or {})},
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        with log.open("ab") if log is not None else contextlib.nullcontext() as stderr:
+            process = await asyncio.create_subprocess_exec(
+                *args,
+                env={**os.environ, **(env or {})},
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=stderr if stderr is not None else asyncio.subprocess.DEVNULL,
+            )
         return cls(process)
 
     def signal(self, sig: signal.Signals) -> None:
