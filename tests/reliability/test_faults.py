@@ -7,6 +7,7 @@ production, so SIGTERM and SIGKILL mean what they mean there.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -16,9 +17,11 @@ import aiohttp
 import pytest
 
 from shared.settings import Settings
+from shared.topology import DELIVERY_LIMIT
 from tests.conftest import SEEDS, StartSystem
 from tests.support.broker import BrokerClient
 from tests.support.load import Senders
+from tests.support.parked_command import parked
 from tests.support.processes import RoleProcess, free_port
 from tests.support.proxy import CuttableProxy
 from tests.support.system import Recorder
@@ -29,6 +32,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.fault]
 OCR = (SEEDS / "ocr.1.xml").read_bytes()
 GARBAGE = b"<Response><JobsDetail>"  # parks in unparsed
 FAULT_CONSUMERS = "tests.support.fault_consumers"
+CRASHER = "tests.support.crashing_consumer"
 POSTERS = 32  # senders posting at once in the ingress SIGTERM test
 
 
@@ -247,3 +251,57 @@ async def test_a_sigterm_stops_the_ingress_accepting_finishes_in_flight_publishe
     assert refused_after_signal == POSTERS  # every poster was refused once the ingress stopped
     assert len(set(accepted)) == len(accepted)
     assert set(accepted) == on_queue  # every 200 was durable, in flight ones included
+
+
+@pytest.mark.timeout(300)  # 21 worker processes start one after another
+async def test_a_callback_that_keeps_killing_its_worker_is_parked_by_the_delivery_limit(
+    start_system: StartSystem,
+    settings: Settings,
+    broker: BrokerClient,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each delivery SIGKILLs the worker holding it; worker replicas keep being restarted (as a
+    supervisor does) until the broker parks the event in the dead queue by itself."""
+    system = await start_system(worker=False)
+    broker.track(["crasher"], settings.retry_delays)
+    queues = broker.topology.consumer("crasher", settings.retry_delays)
+    started = tmp_path / "started"
+    replicas: list[RoleProcess] = []
+
+    async def replica() -> None:
+        replicas.append(
+            await RoleProcess.start(
+                "worker", settings, "--consumer", CRASHER, env={"FAULT_STARTED": str(started)}
+            )
+        )
+
+    try:
+        await replica()
+        await eventually(lambda: _has_consumers(broker, queues.main, 1), timeout=30)
+        response = await system.post(OCR)
+        assert response.status == 200
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 240
+        while not await broker.count_is(queues.dead, 1):
+            assert loop.time() < deadline, f"not parked after {len(lines(started))} deliveries"
+            assert len(replicas) <= 2 * DELIVERY_LIMIT, "more workers died than deliveries"
+            if sum(r.process.returncode is None for r in replicas) < 3:
+                await replica()  # three replicas alive at most, as a supervisor keeps them
+            else:
+                await asyncio.sleep(0.05)
+    finally:
+        for process in replicas:
+            await process.close()
+
+    # Every delivery killed its worker, and the broker stopped after its limit.
+    assert lines(started) == [response.headers["X-Request-Id"]] * (DELIVERY_LIMIT + 1)
+    assert await broker.count(queues.main) == 0
+    out = await parked(settings, capsys, "show", "crasher")
+    [shown] = [json.loads(line) for line in out.splitlines()]
+    assert shown["reason"] == (
+        "delivery limit: delivered again and again without an ack (crash or kills)"
+    )
+    assert shown["headers"]["x-first-death-reason"] == "delivery_limit"
+    assert shown["headers"]["x-first-death-queue"] == queues.main
+    assert shown["job_id"] == "a3c193f288b2c11eeb60f39de2f86f409"

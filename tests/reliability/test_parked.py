@@ -13,6 +13,7 @@ from callback_fanout.cli import _build_parser, _parked, _settings_from
 from shared.settings import Settings
 from tests.conftest import SEEDS, StartSystem
 from tests.support.broker import BrokerClient
+from tests.support.parked_command import parked
 from tests.support.system import START_TIMEOUT, Recorder, RunningSystem
 from tests.support.waiting import eventually
 from workers.router import RouterService
@@ -29,24 +30,6 @@ MODERATION = (
     b'"Object":"a.jpg","Label":"Normal","Result":0}}'
 )
 PARKED_CONSUMERS = "tests.support.parked_consumers"
-
-
-async def parked(settings: Settings, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    """Run `callback-fanout parked ...` in this event loop and return what it printed."""
-    capsys.readouterr()
-    args = _build_parser().parse_args(
-        [
-            "parked",
-            *argv,
-            "--amqp-url",
-            settings.broker_url,
-            "--prefix",
-            settings.prefix,
-            "--no-entry-points",
-        ]
-    )
-    assert await _parked(args, _settings_from(args)) == 0
-    return capsys.readouterr().out
 
 
 @dataclass
