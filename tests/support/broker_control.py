@@ -82,6 +82,7 @@ class ContainerControl:
         return f"the testcontainers broker {getattr(self.container, 'image', '')}".rstrip()
 
     def rabbitmqctl(self, *args: str, timeout: float = 120) -> str:
+        # `docker exec` takes no deadline; rabbitmqctl's own timeouts bound it instead.
         exit_code, output = self.container.exec(["rabbitmqctl", "-q", *args])
         text = output.decode("utf-8", "replace")
         if exit_code != 0:
