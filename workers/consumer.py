@@ -170,6 +170,19 @@ class LoadedConsumer:
         assert callable(target)
         return cls(spec, _as_async(target), _noop, _noop, origin, target)
 
+    @classmethod
+    def from_handler(
+        cls,
+        spec: ConsumerSpec,
+        handle: Callable[[CallbackEvent], Any],
+        origin: str,
+        *,
+        startup: Callable[[], Awaitable[None]] | None = None,
+        shutdown: Callable[[], Awaitable[None]] | None = None,
+    ) -> LoadedConsumer:
+        """A consumer built at run time (a configured built-in): ``spec`` is its declaration."""
+        return cls(spec, _as_async(handle), startup or _noop, shutdown or _noop, origin)
+
 
 async def _noop() -> None:
     return None
