@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -166,21 +167,19 @@ def _confirmed(queue: str) -> bool:
 
 
 def _consumer_names(settings: Settings) -> list[str]:
-    from workers.loader import load_consumers
+    from workers.loader import consumers_of
 
-    consumers = load_consumers(settings.consumers, use_entry_points=settings.entry_points)
-    return [c.spec.name for c in consumers]
+    return [c.spec.name for c in consumers_of(settings, os.environ)]
 
 
 def _services(command: str, settings: Settings) -> list[Service]:
     from ingress.server import IngressService
-    from workers.loader import load_consumers
+    from workers.loader import consumers_of
     from workers.router import RouterService
     from workers.runtime import WorkerService
 
     def worker() -> Service:
-        consumers = load_consumers(settings.consumers, use_entry_points=settings.entry_points)
-        return WorkerService(settings, consumers)
+        return WorkerService(settings, consumers_of(settings, os.environ))
 
     if command == "run" and settings.spool_dir is None:
         # One process holds everything: keep what the broker cannot take now on local disk.
