@@ -170,6 +170,12 @@ class LoadedConsumer:
         assert callable(target)
         return cls(spec, _as_async(target), _noop, _noop, origin, target)
 
+    @property
+    def has_shutdown(self) -> bool:
+        """Whether a shutdown hook of the consumer's own must run."""
+        hook = getattr(self.shutdown, "__func__", self.shutdown)
+        return hook is not _noop and hook is not Consumer.shutdown
+
     @classmethod
     def from_handler(
         cls,
