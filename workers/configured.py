@@ -9,7 +9,7 @@ key goes, secret references resolved, to the built-in's ``Options`` model.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, TypeVar
 
 import pydantic
@@ -22,7 +22,7 @@ from shared.topology import valid_route
 from workers.builtin.registry import BUILTINS
 from workers.consumer import ConsumerSpec, LoadedConsumer
 
-__all__ = ["POLICY_KEYS", "configured_consumers"]
+__all__ = ["POLICY_KEYS", "Configured", "build_configured", "configured_consumers"]
 
 log = get_logger("config")
 _M = TypeVar("_M", bound=pydantic.BaseModel)
@@ -55,18 +55,43 @@ class _Policy(pydantic.BaseModel):
 POLICY_KEYS = frozenset(_Policy.model_fields)
 
 
-def configured_consumers(config: ConfigFile, environ: Mapping[str, str]) -> list[LoadedConsumer]:
+@dataclass(frozen=True)
+class Configured:
+    """A consumer of the file, built, with the built-in and the options it was built from."""
+
+    consumer: LoadedConsumer
+    use: str
+    options: pydantic.BaseModel
+
+    def announce(self) -> None:
+        """Log what was configured; secrets are ``SecretStr`` in the options, shown masked."""
+        log.info(
+            "consumer configured",
+            consumer=self.consumer.spec.name,
+            use=self.use,
+            routes=list(self.consumer.spec.routes),
+            options=self.options.model_dump(mode="json"),
+        )
+
+
+def build_configured(config: ConfigFile, environ: Mapping[str, str]) -> list[Configured]:
     """Every ``[consumers.<name>]`` of ``config``, built and ready to run.
 
     Raises a one-line :class:`~shared.errors.ConfigError` naming the key at the first problem:
     an unknown built-in or key, a bad route or policy value, a secret that cannot be read.
+    ``environ`` is where ``{ env = "NAME" }`` references are looked up.
     """
     return [_build(config, name, table, environ) for name, table in config.consumers.items()]
 
 
+def configured_consumers(config: ConfigFile, environ: Mapping[str, str]) -> list[LoadedConsumer]:
+    """The consumers of :func:`build_configured`."""
+    return [configured.consumer for configured in build_configured(config, environ)]
+
+
 def _build(
     config: ConfigFile, name: str, table: Mapping[str, Any], environ: Mapping[str, str]
-) -> LoadedConsumer:
+) -> Configured:
     where = f"consumers.{name}"
     policy_part = {k: v for k, v in table.items() if k in POLICY_KEYS}
     options_part = {k: v for k, v in table.items() if k not in POLICY_KEYS}
@@ -92,14 +117,7 @@ def _build(
     options = _validate(config, where, builtin.options, resolved)
     consumer = builtin.build(spec, options)
     origin = f"config {config.path}: {where}"
-    log.info(
-        "consumer configured",
-        consumer=name,
-        use=builtin.name,
-        routes=list(spec.routes),
-        options=options.model_dump(mode="json"),  # secrets are SecretStr: shown as ****
-    )
-    return replace(consumer, origin=origin, target=None)
+    return Configured(replace(consumer, origin=origin, target=None), builtin.name, options)
 
 
 def _validate(config: ConfigFile, where: str, model: type[_M], values: Mapping[str, Any]) -> _M:

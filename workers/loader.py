@@ -12,7 +12,7 @@ from shared.configfile import ConfigFile
 from shared.errors import ConsumerDeclarationError
 from shared.settings import Settings
 from workers.builtin import registry
-from workers.configured import configured_consumers
+from workers.configured import build_configured
 from workers.consumer import SPEC_ATTRIBUTE, LoadedConsumer
 
 __all__ = ["BUILTINS", "ENTRY_POINT_GROUP", "consumers_of", "load_consumers"]
@@ -29,11 +29,16 @@ def consumers_of(settings: Settings, environ: Mapping[str, str]) -> list[LoadedC
     """Every consumer the settings name: the configuration file's, ``--consumer``'s, and the
     entry points' (``environ`` resolves the file's ``{ env = ... }`` secrets)."""
     configured = (
-        configured_consumers(ConfigFile.read(settings.config), environ) if settings.config else []
+        build_configured(ConfigFile.read(settings.config), environ) if settings.config else []
     )
-    return load_consumers(
-        settings.consumers, use_entry_points=settings.entry_points, configured=configured
+    loaded = load_consumers(
+        settings.consumers,
+        use_entry_points=settings.entry_points,
+        configured=[c.consumer for c in configured],
     )
+    for item in configured:  # once every consumer loaded: a failed start logs nothing but why
+        item.announce()
+    return loaded
 
 
 def load_consumers(
