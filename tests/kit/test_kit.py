@@ -267,3 +267,17 @@ async def test_a_configured_builtin_runs_in_the_harness_under_its_configured_pol
     async with ConsumerHarness(audit) as harness:
         assert (await harness.deliver(make_event(state="Failed"))).handled
         assert not harness.routes_to(make_event(state="Success"))
+
+
+async def test_the_readme_example_runs_as_written(fanout: FanoutKit) -> None:
+    @consumer(name="thumbnails", routes=["TaskFinish.Snapshot.*"], concurrency=16, max_attempts=5)
+    async def thumbnails(event: CallbackEvent) -> None:
+        if event.state != "Success":
+            raise GiveUp(f"snapshot failed: {event.code} {event.message}")
+
+    harness = fanout.harness(thumbnails)
+    outcomes = await harness.run(fanout.make_event(tag="Snapshot", state="Failed"))
+    assert [o.kind for o in outcomes] == ["parked"]
+    assert outcomes[0].reason is not None
+    assert outcomes[0].reason.startswith("GiveUp: snapshot failed: InternalError")
+    assert await harness.feed(fanout.seed("ocr.1.xml")) == []
