@@ -18,14 +18,17 @@ built-ins (``workers.configured`` builds the consumers). Every problem is a
 from __future__ import annotations
 
 import tomllib
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pydantic
+
 from shared.errors import ConfigError
 
-__all__ = ["ConfigFile", "key_of"]
+__all__ = ["ConfigFile", "key_of", "secret_fields"]
 
 _SECTIONS = ("settings", "consumers")
 
@@ -35,8 +38,8 @@ class ConfigFile:
     """The file's two tables, as read (secret references not yet resolved)."""
 
     path: Path
-    settings: Mapping[str, Any]
-    consumers: Mapping[str, Mapping[str, Any]]
+    settings: Mapping[str, Any] = field(repr=False)
+    consumers: Mapping[str, Mapping[str, Any]] = field(repr=False)
 
     @classmethod
     def read(cls, path: Path) -> ConfigFile:
@@ -70,6 +73,27 @@ class ConfigFile:
     def error(self, key: str, problem: str) -> ConfigError:
         """``config <path>: <key>: <problem>``: the one line a bad file stops the command with."""
         return ConfigError(f"config {self.path}: {key}: {problem}")
+
+    def resolve_secret(self, value: Any, key: str, environ: Mapping[str, str]) -> Any:
+        """Like :meth:`resolve`, for a value that is secret: it must be a reference (or a list
+        or table of them), never the secret itself written in the file."""
+        self._refuse_literal(value, key)
+        return self.resolve(value, key, environ)
+
+    def _refuse_literal(self, value: Any, key: str) -> None:
+        if isinstance(value, dict) and set(value) in ({"env"}, {"file"}):
+            return
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                self._refuse_literal(item, f"{key}[{i}]")
+        elif isinstance(value, dict):
+            for name, item in value.items():
+                self._refuse_literal(item, f"{key}.{name}")
+        else:
+            raise self.error(
+                key,
+                'a secret cannot be written in the file: use { env = "NAME" } or { file = "path" }',
+            )
 
     def resolve(self, value: Any, key: str, environ: Mapping[str, str]) -> Any:
         """``value`` with every secret reference replaced by the secret, recursively.
@@ -111,6 +135,19 @@ class ConfigFile:
         if not secret:
             raise self.error(key, f"file {name} is empty")
         return secret
+
+
+def secret_fields(model: type[pydantic.BaseModel]) -> frozenset[str]:
+    """The fields of ``model`` that hold secrets (``SecretStr``/``SecretBytes``, also in lists)."""
+
+    def holds_secret(annotation: object) -> bool:
+        if annotation in (pydantic.SecretStr, pydantic.SecretBytes):
+            return True
+        return any(holds_secret(arg) for arg in typing.get_args(annotation))
+
+    return frozenset(
+        name for name, info in model.model_fields.items() if holds_secret(info.annotation)
+    )
 
 
 def key_of(prefix: str, loc: tuple[int | str, ...]) -> str:

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shared.configfile import ConfigFile, key_of
+from shared.configfile import ConfigFile, key_of, secret_fields
 from shared.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "Settings", "mask_url"]
@@ -236,7 +236,9 @@ class Settings(BaseSettings):
             if name == "config":
                 raise config.error(key, "the configuration file cannot name another one")
             if name not in first.model_fields_set:  # a flag or a variable says otherwise
-                from_file[name] = config.resolve(value, key, environ)
+                secret = name in secret_fields(cls)
+                resolve = config.resolve_secret if secret else config.resolve
+                from_file[name] = resolve(value, key, environ)
         if not from_file:
             return first
         return cls._validated({**from_file, **overrides}, config, set(from_file))

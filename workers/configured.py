@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 import pydantic
 from pydantic import AfterValidator, ConfigDict, Field, PositiveFloat, PositiveInt, StrictBool
 
-from shared.configfile import ConfigFile, key_of
+from shared.configfile import ConfigFile, key_of, secret_fields
 from shared.errors import ConsumerDeclarationError
 from shared.logs import get_logger
 from shared.topology import valid_route
@@ -113,7 +113,11 @@ def _build(
         )
     except ConsumerDeclarationError as exc:
         raise config.error(where, str(exc).removeprefix(f"consumer {name!r}: ")) from None
-    resolved = {k: config.resolve(v, f"{where}.{k}", environ) for k, v in options_part.items()}
+    secrets = secret_fields(builtin.options)
+    resolved = {
+        k: (config.resolve_secret if k in secrets else config.resolve)(v, f"{where}.{k}", environ)
+        for k, v in options_part.items()
+    }
     options = _validate(config, where, builtin.options, resolved)
     consumer = builtin.build(spec, options)
     origin = f"config {config.path}: {where}"

@@ -78,12 +78,12 @@ async def test_a_configured_policy_is_the_one_the_runtime_applies(
 ) -> None:
     path = _config(
         tmp_path,
-        f"""
+        """
 [consumers.flaky]
 use = "test-sink"
 routes = ["TaskFinish.#"]
 url = "https://flaky.internal/"
-secret = "{SECRET}"
+secret = { env = "FLAKY_SECRET" }
 fail = true
 max_attempts = 2
 retry_delays = [0.3]
@@ -91,7 +91,9 @@ retry_delays = [0.3]
     )
     configured = settings.model_copy(update={"config": path})
     broker.track(["flaky"], [0.3])
-    system = await RunningSystem.start(configured, consumers_of(configured, {}))
+    system = await RunningSystem.start(
+        configured, consumers_of(configured, {"FLAKY_SECRET": SECRET})
+    )
     try:
         assert (await system.post(OCR)).status == 200
         dead = broker.topology.consumer("flaky", [0.3]).dead

@@ -53,6 +53,7 @@ def _worker_error(path: Path, capsys: pytest.CaptureFixture[str], *flags: str) -
     return err.removeprefix("callback-fanout: ").rstrip("\n")
 
 
+LITERAL = 'a secret cannot be written in the file: use { env = "NAME" } or { file = "path" }'
 BAD_FILES = [
     ("[consumer.billing]\n", "consumer: unknown key (expected [settings] or [consumers.<name>])"),
     ("settings = 3\n", "settings: must be a table"),
@@ -109,12 +110,13 @@ BAD_FILES = [
         "consumers.billing.colour: unknown key",
     ),
     (
-        "[consumers.billing]\nuse = 'test-sink'\nroutes = ['#']\nsecret = 'whsec_x'\n",
+        "[consumers.billing]\nuse = 'test-sink'\nroutes = ['#']\n"
+        "secret = { env = 'SINK_SECRET' }\n",
         "consumers.billing.url: required",
     ),
     (
         "[consumers.billing]\nuse = 'test-sink'\nroutes = ['#']\nurl = 'ftp://x'\n"
-        "secret = 'whsec_x'\n",
+        "secret = { env = 'SINK_SECRET' }\n",
         "consumers.billing.url: String should match pattern '^https?://'",
     ),
     (
@@ -129,8 +131,24 @@ BAD_FILES = [
     ),
     (
         "[consumers.billing]\nuse = 'test-sink'\nroutes = ['#']\nurl = 'https://x'\n"
-        "secret = 'whsec_x'\nold_secrets = ['whsec_y', { env = 'OLD_BILLING_SECRET' }]\n",
+        "secret = { env = 'SINK_SECRET' }\n"
+        "old_secrets = [{ file = 'old-secret' }, { env = 'OLD_BILLING_SECRET' }]\n",
         "consumers.billing.old_secrets[1]: environment variable OLD_BILLING_SECRET is not set",
+    ),
+    (
+        "[consumers.billing]\nuse = 'test-sink'\nroutes = ['#']\nurl = 'https://x'\n"
+        "secret = 'whsec_written_in_the_file'\n",
+        f"consumers.billing.secret: {LITERAL}",
+    ),
+    (
+        "[consumers.billing]\nuse = 'test-sink'\nroutes = ['#']\nurl = 'https://x'\n"
+        "secret = { env = 'SINK_SECRET' }\nold_secrets = [{ env = 'SINK_SECRET' }, 'whsec_old']\n",
+        f"consumers.billing.old_secrets[1]: {LITERAL}",
+    ),
+    ("[settings]\nredis_url = 'redis://:pw@cache/0'\n", f"settings.redis_url: {LITERAL}"),
+    (
+        "[settings]\ntokens = [{ env = 'SINK_SECRET' }, 'ci=tok']\n",
+        f"settings.tokens[1]: {LITERAL}",
     ),
     (
         "[consumers.billing]\nuse = 'test-sink'\nroutes = ['#']\nurl = 'https://x'\n"
@@ -143,15 +161,21 @@ BAD_FILES = [
 @pytest.mark.parametrize(
     ("text", "problem"), BAD_FILES, ids=[p.split(":")[0] for _, p in BAD_FILES]
 )
-def test_a_bad_file_stops_the_worker_with_one_line_naming_the_key(
+def test_a_bad_file_stops_the_worker_with_one_line_naming_the_key(  # noqa: PLR0917
     text: str,
     problem: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
     sink_builtin: TestSink,
 ) -> None:
+    monkeypatch.setenv("SINK_SECRET", "whsec_from_the_environment")
+    (tmp_path / "old-secret").write_text("whsec_from_a_file\n")
     path = _file(tmp_path, text)
-    assert _worker_error(path, capsys) == f"config {path}: {problem}"
+    line = _worker_error(path, capsys)
+    assert line == f"config {path}: {problem}"
+    assert "whsec_" not in line.removesuffix("with whsec_")
+    assert "pw@cache" not in line
     assert sink_builtin.calls == []
 
 
