@@ -16,7 +16,7 @@ import pydantic
 from pydantic import AfterValidator, ConfigDict, Field, PositiveFloat, PositiveInt, StrictBool
 
 from shared.configfile import ConfigFile, key_of, secret_fields
-from shared.errors import ConsumerDeclarationError
+from shared.errors import ConfigError, ConsumerDeclarationError
 from shared.logs import get_logger
 from shared.topology import valid_route
 from workers.builtin.registry import BUILTINS
@@ -119,7 +119,10 @@ def _build(
         for k, v in options_part.items()
     }
     options = _validate(config, where, builtin.options, resolved)
-    consumer = builtin.build(spec, options)
+    try:
+        consumer = builtin.build(spec, options)
+    except (ConfigError, ValueError) as exc:  # a check across options, made by the built-in
+        raise config.error(where, str(exc)) from None
     origin = f"config {config.path}: {where}"
     return Configured(replace(consumer, origin=origin, target=None), builtin.name, options)
 

@@ -374,3 +374,19 @@ def test_help_shows_the_config_flag_and_no_secret(tmp_path: Path) -> None:
     assert "CALLBACK_FANOUT_CONFIG" in done.stdout
     assert SECRET not in done.stdout + done.stderr
     assert "amqp-pw-9f8e" not in done.stdout + done.stderr
+
+
+def test_a_check_the_builtin_makes_when_it_is_built_is_one_line_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers.builtin import log
+    from workers.builtin.registry import BUILTINS, Builtin
+    from workers.consumer import ConsumerSpec, LoadedConsumer
+
+    def build(spec: ConsumerSpec, options: log.Options) -> LoadedConsumer:
+        raise ValueError("concurrency above 16 needs a pool option")
+
+    monkeypatch.setitem(BUILTINS, "picky", Builtin("picky", log.Options, build))
+    path = _file(tmp_path, "[consumers.p]\nuse = 'picky'\nroutes = ['#']\n")
+    line = _worker_error(path, capsys)
+    assert line == f"config {path}: consumers.p: concurrency above 16 needs a pool option"
