@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -91,6 +92,17 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parse.add_argument("files", nargs="+", type=Path, metavar="FILE")
     parse.add_argument("--content-type", default=None, help="content type, if known")
+    schema_text = (
+        "print the JSON Schema of the event (the message body consumers receive), or with "
+        "--asyncapi an AsyncAPI 3.0 document of the events exchange"
+    )
+    schema = sub.add_parser("schema", help=schema_text, description=schema_text)
+    schema.add_argument(
+        "--asyncapi",
+        action="store_true",
+        help="the AsyncAPI 3.0 document of <prefix>.events: routing keys, headers, payload",
+    )
+    _add_settings_flags(schema)
     return parser
 
 
@@ -166,21 +178,19 @@ def _confirmed(queue: str) -> bool:
 
 
 def _consumer_names(settings: Settings) -> list[str]:
-    from workers.loader import load_consumers
+    from workers.loader import consumers_of
 
-    consumers = load_consumers(settings.consumers, use_entry_points=settings.entry_points)
-    return [c.spec.name for c in consumers]
+    return [c.spec.name for c in consumers_of(settings, os.environ)]
 
 
 def _services(command: str, settings: Settings) -> list[Service]:
     from ingress.server import IngressService
-    from workers.loader import load_consumers
+    from workers.loader import consumers_of
     from workers.router import RouterService
     from workers.runtime import WorkerService
 
     def worker() -> Service:
-        consumers = load_consumers(settings.consumers, use_entry_points=settings.entry_points)
-        return WorkerService(settings, consumers)
+        return WorkerService(settings, consumers_of(settings, os.environ))
 
     if command == "run" and settings.spool_dir is None:
         # One process holds everything: keep what the broker cannot take now on local disk.
@@ -220,6 +230,19 @@ def _parse_files(files: Sequence[Path], content_type: str | None) -> int:
     return status
 
 
+def _schema(settings: Settings, *, asyncapi: bool) -> int:
+    if asyncapi:
+        from workers.asyncapi import asyncapi_document
+
+        document = asyncapi_document(settings)
+    else:
+        from shared.callbacks.schema import event_json_schema
+
+        document = event_json_schema()
+    print(json.dumps(document, indent=2, ensure_ascii=False))
+    return 0
+
+
 def _run(command: str, settings: Settings) -> int:
     services = _services(command, settings)
     try:
@@ -240,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings)
         if args.command == "parked":
             return asyncio.run(_parked(args, settings))
+        if args.command == "schema":
+            return _schema(settings, asyncapi=args.asyncapi)
         return _run(args.command, settings)
     except FanoutError as exc:
         print(f"callback-fanout: {exc}", file=sys.stderr)

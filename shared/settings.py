@@ -1,19 +1,23 @@
 """The one typed settings object.
 
-Parsed once at the edge (environment variables ``CALLBACK_FANOUT_<NAME>``, then command-line
-flags ``--<name>``) and passed into every role. Nothing deeper in the code reads the
-environment.
+Parsed once at the edge and passed into every role. Each setting comes from, first to last:
+its command-line flag ``--<name>``, its environment variable ``CALLBACK_FANOUT_<NAME>``, the
+``[settings]`` table of the configuration file (``--config``), its default. Nothing deeper in
+the code reads the environment.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.configfile import ConfigFile, key_of, secret_fields
 from shared.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "Settings", "mask_url"]
@@ -38,6 +42,13 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
+    # The configuration file
+    config: Path | None = Field(
+        None,
+        description="Configuration file (TOML): consumers built from the built-ins "
+        "(`[consumers.<name>]`) and settings (`[settings]`; flags and environment variables "
+        "override it).",
+    )
     # Broker and naming
     amqp_url: SecretStr = Field(
         SecretStr("amqp://guest:guest@localhost:5672/"),
@@ -205,18 +216,56 @@ class Settings(BaseSettings):
         return mask_url(self.broker_url)
 
     @classmethod
-    def load(cls, **overrides: object) -> Settings:
-        """Environment first, then ``overrides`` (the command line); a clear error if invalid."""
-        from pydantic import ValidationError
+    def load(cls, *, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Flags (``overrides``) over the environment over the configuration file's
+        ``[settings]`` over the defaults; one clear line if anything is invalid.
 
+        ``environ`` is where ``{ env = "NAME" }`` secret references in the file are looked up
+        (the process environment unless given).
+        """
+        first = cls._validated(overrides)
+        if first.config is None:
+            return first
+        config = ConfigFile.read(first.config)
+        environ = os.environ if environ is None else environ
+        from_file: dict[str, Any] = {}
+        for name, value in config.settings.items():
+            key = f"settings.{name}"
+            if name not in cls.model_fields:
+                raise config.error(key, "unknown setting")
+            if name == "config":
+                raise config.error(key, "the configuration file cannot name another one")
+            if name not in first.model_fields_set:  # a flag or a variable says otherwise
+                secret = name in secret_fields(cls)
+                resolve = config.resolve_secret if secret else config.resolve
+                from_file[name] = resolve(value, key, environ)
+        if not from_file:
+            return first
+        return cls._validated({**from_file, **overrides}, config, set(from_file))
+
+    @classmethod
+    def _validated(
+        cls,
+        values: Mapping[str, object],
+        config: ConfigFile | None = None,
+        from_file: set[str] | None = None,
+    ) -> Settings:
         try:
-            return cls(**overrides)  # type: ignore[arg-type]
+            return cls(**values)  # type: ignore[arg-type]
         except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_input=False)
+            for err in errors:
+                if config is not None and from_file and err["loc"] and err["loc"][0] in from_file:
+                    raise config.error(key_of("settings", err["loc"]), _message(err)) from None
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-                for err in exc.errors(include_url=False, include_input=False)
+                f"{key_of('', err['loc']) or 'settings'}: {_message(err)}" for err in errors
             )
             raise ConfigError(f"invalid settings: {problems}") from None
+
+
+def _message(err: Any) -> str:
+    """pydantic's message without its ``Value error,`` preamble."""
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def mask_url(url: str) -> str:

@@ -10,9 +10,12 @@ Everything a consumer author needs comes from here::
         ...
 
 What lives here: the consumer contract (``consumer``), the router (``router``), the consumer
-runtime (``runtime``, ``retry``, ``parking``, ``dedupe``), consumer loading (``loader``) and the
-built-in consumers (``builtin/``). Import direction: ``workers`` imports ``shared`` (the
-callback model and the infrastructure), never ``ingress``; ``shared`` never imports ``workers``.
+runtime (``runtime``, ``handling``, ``retry``, ``parking``, ``dedupe``), consumer loading
+(``loader``, and ``configured`` for the configuration file), the built-in consumers
+(``builtin/``, by name in ``builtin.registry``), the test kit for consumer authors
+(``testing``) and the AsyncAPI document of the events exchange (``asyncapi``). Import
+direction: ``workers`` imports ``shared`` (the callback model and the infrastructure), never
+``ingress``; ``shared`` never imports ``workers``.
 """
 
 from shared.callbacks import moderation as _moderation

@@ -170,6 +170,25 @@ class LoadedConsumer:
         assert callable(target)
         return cls(spec, _as_async(target), _noop, _noop, origin, target)
 
+    @property
+    def has_shutdown(self) -> bool:
+        """Whether a shutdown hook of the consumer's own must run."""
+        hook = getattr(self.shutdown, "__func__", self.shutdown)
+        return hook is not _noop and hook is not Consumer.shutdown
+
+    @classmethod
+    def from_handler(
+        cls,
+        spec: ConsumerSpec,
+        handle: Callable[[CallbackEvent], Any],
+        origin: str,
+        *,
+        startup: Callable[[], Awaitable[None]] | None = None,
+        shutdown: Callable[[], Awaitable[None]] | None = None,
+    ) -> LoadedConsumer:
+        """A consumer built at run time (a configured built-in): ``spec`` is its declaration."""
+        return cls(spec, _as_async(handle), startup or _noop, shutdown or _noop, origin)
+
 
 async def _noop() -> None:
     return None

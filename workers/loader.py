@@ -1,34 +1,65 @@
-"""Finding consumers: by module path, by built-in name, and by entry point."""
+"""Finding consumers: configured in the file, by module path, by built-in name, by entry point."""
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from types import ModuleType
 
+from shared.configfile import ConfigFile
 from shared.errors import ConsumerDeclarationError
+from shared.settings import Settings
+from workers.builtin import registry
+from workers.configured import build_configured
 from workers.consumer import SPEC_ATTRIBUTE, LoadedConsumer
 
-__all__ = ["BUILTINS", "ENTRY_POINT_GROUP", "load_consumers"]
+__all__ = ["BUILTINS", "ENTRY_POINT_GROUP", "consumers_of", "load_consumers"]
 
 ENTRY_POINT_GROUP = "callback_fanout.consumers"
 
-#: Built-in consumers usable by name: ``--consumer log``.
+#: Built-in consumers usable by name without options: ``--consumer log``.
 BUILTINS = {
     "log": "workers.builtin.log:log_consumer",
 }
 
 
-def load_consumers(refs: Iterable[str], *, use_entry_points: bool) -> list[LoadedConsumer]:
+def consumers_of(settings: Settings, environ: Mapping[str, str]) -> list[LoadedConsumer]:
+    """Every consumer the settings name: the configuration file's, ``--consumer``'s, and the
+    entry points' (``environ`` resolves the file's ``{ env = ... }`` secrets)."""
+    configured = (
+        build_configured(ConfigFile.read(settings.config), environ) if settings.config else []
+    )
+    loaded = load_consumers(
+        settings.consumers,
+        use_entry_points=settings.entry_points,
+        configured=[c.consumer for c in configured],
+    )
+    for item in configured:  # once every consumer loaded: a failed start logs nothing but why
+        item.announce()
+    return loaded
+
+
+def load_consumers(
+    refs: Iterable[str],
+    *,
+    use_entry_points: bool,
+    configured: Sequence[LoadedConsumer] = (),
+) -> list[LoadedConsumer]:
     """Load every consumer named by ``refs`` (and the entry-point group), names unique.
 
-    A ref is a built-in name (``log``), a module (``pkg.module``: every consumer declared in
-    it) or one attribute (``pkg.module:attr``).
+    ``configured`` are the consumers of the configuration file, already built. A ref is a
+    built-in name (``log``), a module (``pkg.module``: every consumer declared in it) or one
+    attribute (``pkg.module:attr``). Two consumers with one name are an error naming both.
     """
-    loaded: list[LoadedConsumer] = []
+    loaded: list[LoadedConsumer] = list(configured)
     for ref in refs:
+        if ref not in BUILTINS and ref in registry.BUILTINS:
+            raise ConsumerDeclarationError(
+                f"consumer {ref!r}: the built-in {ref!r} needs options; declare it in the "
+                f'configuration file: [consumers.<name>] use = "{ref}"'
+            )
         loaded.extend(_load_ref(BUILTINS.get(ref, ref)))
     if use_entry_points:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -44,7 +75,7 @@ def load_consumers(refs: Iterable[str], *, use_entry_points: bool) -> list[Loade
         other = unique.get(item.spec.name)
         if other is None:
             unique[item.spec.name] = item
-        elif other.target is not item.target:
+        elif other.target is None or other.target is not item.target:
             raise ConsumerDeclarationError(
                 f"two consumers are named {item.spec.name!r}: {other.origin} and {item.origin}"
             )

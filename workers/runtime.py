@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import pydantic
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
@@ -25,15 +23,13 @@ from aio_pika.abc import (
 )
 
 from shared.amqp import connect, within
-from shared.callbacks.events import CallbackEvent
-from shared.errors import GiveUp, Retry
 from shared.logs import get_logger
 from shared.settings import Settings
 from shared.topology import ConsumerQueues, Topology
 from workers.consumer import LoadedConsumer
-from workers.dedupe import Claim, DedupeStore, build_store
+from workers.dedupe import DedupeStore, build_store
 from workers.envelope import parked_copy
-from workers.retry import RetryPolicy
+from workers.handling import ConsumerPolicy, Outcome, describe, handle_delivery
 
 __all__ = ["ConsumerRunner", "WorkerService"]
 
@@ -50,10 +46,8 @@ class ConsumerRunner:
     settings: Settings
     topology: Topology
     dedupe: DedupeStore | None = None
-    policy: RetryPolicy = field(init=False)
+    handling: ConsumerPolicy = field(init=False)
     queues: ConsumerQueues = field(init=False)
-    concurrency: int = field(init=False)
-    timeout: float = field(init=False)
     _channel: AbstractChannel | None = None
     _queue: AbstractQueue | None = None
     _tag: str | None = None
@@ -61,14 +55,14 @@ class ConsumerRunner:
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        spec = self.consumer.spec
-        self.policy = RetryPolicy.for_consumer(spec, self.settings)
-        self.queues = self.topology.consumer(spec.name, self.policy.delays)
-        self.concurrency = spec.concurrency or self.settings.concurrency
-        self.timeout = spec.timeout or self.settings.handler_timeout
-        self.dedupe_window = spec.dedupe_window or self.settings.dedupe_window
-        if not spec.dedupe:
+        self.handling = ConsumerPolicy.for_consumer(self.consumer.spec, self.settings)
+        self.queues = self.topology.consumer(self.consumer.spec.name, self.handling.retry.delays)
+        if not self.handling.dedupe:
             self.dedupe = None
+
+    @property
+    def concurrency(self) -> int:
+        return self.handling.concurrency
 
     @property
     def name(self) -> str:
@@ -110,7 +104,7 @@ class ConsumerRunner:
         except Exception as exc:
             # A retry or park that could not be published (broker, dedupe store): hand the
             # message back now rather than hold it unacked on a live channel.
-            log.warning("could not settle message, requeued", error=_describe(exc))
+            log.warning("could not settle message, requeued", error=describe(exc))
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
         finally:
@@ -120,75 +114,35 @@ class ConsumerRunner:
         headers = message.headers or {}
         raw_attempts = headers.get(ATTEMPTS_HEADER, 0)
         done = raw_attempts if isinstance(raw_attempts, int) else 0
-        attempt = done + 1
         structlog.contextvars.bind_contextvars(
-            consumer=self.name, message_id=message.message_id, attempt=attempt
+            consumer=self.name, message_id=message.message_id, attempt=done + 1
         )
-        try:
-            event = CallbackEvent.model_validate_json(message.body)
-        except pydantic.ValidationError as exc:
-            await self._dead(message, attempt, f"event does not validate: {exc}")
-            return
-        key = f"{self.name}:{event.idempotency_key}"
-        if self.dedupe is not None:
-            try:
-                claim = await self.dedupe.claim(key, self.timeout + 5.0)
-            except Exception as exc:
-                await self._failed(message, attempt, f"dedupe store: {_describe(exc)}", None)
-                return
-            if claim is Claim.DONE:
-                await message.ack()
-                log.info("duplicate dropped", idempotency_key=event.idempotency_key)
-                return
-            if claim is Claim.BUSY:  # not a failure of this handler: costs no attempt
-                await self._failed(message, done, "the same event is being handled", None)
-                return
         started = time.monotonic()
-        error = await self._run_handler(event)
-        if error is None:
-            if self.dedupe is not None:
-                await self.dedupe.done(key, self.dedupe_window)
+        outcome = await handle_delivery(
+            self.consumer, self.handling, message.body, done, self.dedupe
+        )
+        if outcome.kind == "handled":
             await message.ack()
             log.debug("handled", elapsed=round(time.monotonic() - started, 4))
-            return
-        if self.dedupe is not None:
-            await self.dedupe.release(key)
-        retryable, reason, requested = error
-        if retryable:
-            await self._failed(message, attempt, reason, requested)
+        elif outcome.kind == "duplicate":
+            await message.ack()
+            assert outcome.event is not None
+            log.info("duplicate dropped", idempotency_key=outcome.event.idempotency_key)
+        elif outcome.kind == "retried":
+            await self._retry(message, outcome)
         else:
-            await self._dead(message, attempt, reason)
+            await self._dead(message, outcome.attempts, outcome.reason or "")
 
-    async def _run_handler(self, event: CallbackEvent) -> tuple[bool, str, float | None] | None:
-        """Run the handler; None on success, else (retryable, reason, requested delay)."""
-        try:
-            await asyncio.wait_for(self.consumer.handle(event), timeout=self.timeout)
-        except asyncio.CancelledError:
-            raise
-        except GiveUp as exc:
-            return False, f"GiveUp: {exc}", None
-        except pydantic.ValidationError as exc:
-            return False, f"not retryable: {_describe(exc)}", None
-        except TimeoutError:
-            return True, f"timed out after {self.timeout:g}s", None
-        except Exception as exc:
-            return True, _describe(exc), exc.delay if isinstance(exc, Retry) else None
-        return None
-
-    async def _failed(
-        self, message: AbstractIncomingMessage, attempt: int, error: str, requested: float | None
-    ) -> None:
-        if not self.policy.should_retry(attempt):
-            await self._dead(message, attempt, error)
-            return
-        delay = self.policy.delay_after(max(attempt, 1), requested)
+    async def _retry(self, message: AbstractIncomingMessage, outcome: Outcome) -> None:
         assert self._channel is not None
+        assert outcome.delay is not None
+        error = outcome.reason or ""
         await self._channel.default_exchange.publish(
-            parked_copy(message, {ATTEMPTS_HEADER: attempt, "x-last-error": error[:4000]}),
-            routing_key=self.queues.delay_queue(delay),
+            parked_copy(message, {ATTEMPTS_HEADER: outcome.attempts, "x-last-error": error[:4000]}),
+            routing_key=self.queues.delay_queue(outcome.delay),
         )
         await message.ack()
-        log.warning("handler failed, will retry", error=error, retry_in=delay)
+        log.warning("handler failed, will retry", error=error, retry_in=outcome.delay)
 
     async def _dead(self, message: AbstractIncomingMessage, attempt: int, error: str) -> None:
         assert self._channel is not None
@@ -225,10 +179,6 @@ class ConsumerRunner:
             await self.consumer.shutdown()
         if self._channel is not None:
             await within(5.0, self._channel.close(), "close channel")
-
-
-def _describe(exc: BaseException) -> str:
-    return traceback.format_exception_only(type(exc), exc)[-1].strip()
 
 
 class WorkerService:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import pydantic
+
 from shared.logs import get_logger
 from workers import CallbackEvent, consumer
+from workers.consumer import ConsumerSpec, LoadedConsumer
 
-__all__ = ["log_consumer"]
+__all__ = ["Options", "build", "log_consumer"]
 
 log = get_logger("consumer.log")
+
+
+class Options(pydantic.BaseModel):
+    """The ``log`` built-in takes no options."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
 
 @consumer(name="log", routes=["#"])
@@ -22,3 +31,9 @@ async def log_consumer(event: CallbackEvent) -> None:
         idempotency_key=event.idempotency_key,
         request_id=event.envelope.request_id if event.envelope else None,
     )
+
+
+def build(spec: ConsumerSpec, options: Options) -> LoadedConsumer:
+    """A ``log`` consumer under the name, routes and policy of ``spec``."""
+    del options  # nothing to configure
+    return LoadedConsumer.from_handler(spec, log_consumer, f"built-in log as {spec.name!r}")
