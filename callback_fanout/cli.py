@@ -20,7 +20,7 @@ from pydantic.fields import FieldInfo
 from shared.errors import ConfigError, FanoutError, ParseError
 from shared.logs import configure_logging, get_logger
 from shared.service import Service, run_until_stopped
-from shared.settings import ENV_PREFIX, Settings
+from shared.settings import ENV_PREFIX, AutoBool, Settings
 
 __all__ = ["main"]
 
@@ -49,7 +49,26 @@ def _add_flag(group: argparse._ArgumentGroup, name: str, info: FieldInfo) -> Non
     shown = "***" if name == "amqp_url" else default
     help_text = f"{info.description} [env {env}; default {shown}]"
     origin = typing.get_origin(info.annotation)
-    if info.annotation is bool:
+    if info.annotation == AutoBool:
+        # --log-json (true), --log-json auto|true|false, --no-log-json (false)
+        group.add_argument(
+            _flag(name),
+            dest=name,
+            nargs="?",
+            const="true",
+            default=None,
+            choices=("auto", "true", "false"),
+            metavar="auto|true|false",
+            help=help_text,
+        )
+        group.add_argument(
+            "--no-" + _flag(name)[2:],
+            dest=name,
+            action="store_const",
+            const="false",
+            help=f"the same as {_flag(name)} false",
+        )
+    elif info.annotation is bool:
         group.add_argument(
             _flag(name),
             dest=name,

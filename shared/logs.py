@@ -1,11 +1,15 @@
-"""structlog set-up: contextvars first, JSON lines (or console), secrets never printed."""
+"""structlog set-up: contextvars first, JSON lines or readable lines, secrets never printed.
+
+``log_json=auto`` (the default) writes JSON lines when stderr is not a terminal (containers,
+supervisors, files) and readable coloured lines when it is; the fields are the same.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import structlog
@@ -16,6 +20,7 @@ __all__ = [
     "SecretValueFilter",
     "configure_logging",
     "get_logger",
+    "logs_as_json",
     "mask_values",
     "redact_secret_values",
     "redact_secrets",
@@ -91,14 +96,26 @@ def redact_secrets(
     return event_dict
 
 
+def _is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def logs_as_json(settings: Settings, stream: TextIO) -> bool:
+    """JSON lines unless ``log_json`` is false, or ``auto`` and ``stream`` is a terminal."""
+    if settings.log_json == "auto":
+        return not _is_terminal(stream)
+    return settings.log_json
+
+
 def configure_logging(settings: Settings) -> None:
     """Configure structlog (and the stdlib loggers of the libraries) from the settings."""
     level = logging.getLevelNamesMapping()[settings.log_level.upper()]
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
-        if settings.log_json
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
+    renderer: structlog.typing.Processor
+    if logs_as_json(settings, sys.stderr):
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=_is_terminal(sys.stderr))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

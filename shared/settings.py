@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,9 +20,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from shared.configfile import ConfigFile, key_of, secret_fields
 from shared.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "Settings", "mask_url"]
+__all__ = ["ENV_PREFIX", "AutoBool", "Settings", "mask_url"]
 
 ENV_PREFIX = "CALLBACK_FANOUT_"
+#: A switch that may also be left to the situation (``auto``).
+AutoBool = bool | Literal["auto"]
+
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -164,8 +167,19 @@ class Settings(BaseSettings):
         86400.0, gt=0, description="Default seconds a handled idempotency key is remembered."
     )
     # Operations
+    management_url: SecretStr = Field(
+        SecretStr("auto"),
+        description="RabbitMQ management API that `status` reads unacknowledged counts, rates "
+        "and every consumer queue from: a URL (http://user:password@host:15672/), `auto` (the "
+        "broker's host on port 15672 with the broker's credentials, used when it answers) or "
+        "`off` (AMQP only).",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
-    log_json: bool = Field(True, description="JSON log lines (false: human-readable).")
+    log_json: AutoBool = Field(
+        "auto",
+        description="JSON log lines: true, false (readable lines), or auto (JSON when stderr "
+        "is not a terminal, readable coloured lines when it is).",
+    )
     log_bodies: bool = Field(False, description="Log callback bodies (debug only).")
 
     @field_validator(
@@ -196,6 +210,30 @@ class Settings(BaseSettings):
         if any(d <= 0 for d in value):
             raise ValueError("retry delays must be positive seconds")
         return value
+
+    @field_validator("management_url")
+    @classmethod
+    def _management_url(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value().strip()
+        if text.lower() in ("auto", "off"):
+            return SecretStr(text.lower())
+        if not re.match(r"^https?://[^/\s]+", text):
+            raise ValueError("management_url must be auto, off or an http(s):// URL")
+        return SecretStr(text)
+
+    @field_validator("log_json", mode="before")
+    @classmethod
+    def _auto_or_bool(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        word = value.strip().lower()
+        if word in ("true", "1", "yes", "on"):
+            return True
+        if word in ("false", "0", "no", "off"):
+            return False
+        if word == "auto":
+            return "auto"
+        raise ValueError("log_json must be auto, true or false")
 
     @field_validator("log_level")
     @classmethod
