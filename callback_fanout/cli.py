@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from pydantic.fields import FieldInfo
 
@@ -21,6 +23,9 @@ from shared.errors import ConfigError, FanoutError, ParseError
 from shared.logs import configure_logging, get_logger
 from shared.service import Service, run_until_stopped
 from shared.settings import ENV_PREFIX, AutoBool, Settings
+
+if TYPE_CHECKING:
+    from workers.parking import ParkedMessage
 
 __all__ = ["main"]
 
@@ -105,6 +110,7 @@ def _build_parser() -> argparse.ArgumentParser:
     }
     for command, text in roles.items():
         _add_settings_flags(sub.add_parser(command, help=text, description=text))
+    _add_status_command(sub)
     _add_parked_commands(sub)
     parse = sub.add_parser(
         "parse", help="parse callback files offline and print one JSON event per line"
@@ -125,6 +131,125 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_STATUS_TEXT = """\
+one row per queue under the prefix: raw; each consumer queue with its delay queues
+(retrying) and its dead queue (parked) folded in; unparsed; unrouted. Columns: ready and
+unacknowledged messages, consumers attached, retrying, parked, and in/out rates and the
+change of the ready count measured over --window seconds. Exit status: 0 healthy; 1 when
+something is parked, a queue is missing, the raw queue has no router or a consumer queue
+no consumer, or a --url role is not ready; 2 for invalid settings.
+
+Consumer queues come from the consumers the workers load (--consumer,
+CALLBACK_FANOUT_CONSUMERS, the entry points): AMQP cannot list queues. When the RabbitMQ
+management API answers (--management-url; auto: the broker's host, port 15672), every
+consumer queue under the prefix is shown, with unacknowledged counts and in/out rates.
+Without it, `unacked`, `in/s` and `out/s` show "-": an AMQP queue declaration reports only
+ready messages and consumers.
+
+A table at a terminal; one JSON document per line when piped or with --json."""
+
+
+def _add_status_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = sub.add_parser(
+        "status",
+        help="every queue under the prefix at a glance; exit 1 when something needs a look",
+        description=_STATUS_TEXT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument("--json", action="store_true", help="JSON even at a terminal")
+    status.add_argument(
+        "--watch",
+        nargs="?",
+        type=_positive_seconds,
+        const=5.0,
+        default=None,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 5) until interrupted",
+    )
+    status.add_argument(
+        "--window",
+        type=_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between the two readings rates come from (0: no rates; default 1)",
+    )
+    status.add_argument(
+        "--url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a role's admin port (http://host:port) whose /readyz to include (repeatable)",
+    )
+    _add_settings_flags(status)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"seconds must be 0 or more: {text!r}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("seconds must be more than 0")
+    return value
+
+
+async def _status(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
+    from callback_fanout.management import management_for
+    from callback_fanout.readiness import check_readiness, readyz_url
+    from callback_fanout.status import ConsumerRef, collect
+    from callback_fanout.tables import console_for, status_view, wants_json
+    from shared.amqp import connect_once
+    from shared.topology import Topology
+    from workers.loader import load_consumers
+    from workers.retry import RetryPolicy
+
+    out = out or sys.stdout
+    urls = [readyz_url(url) for url in args.url]
+    consumers = load_consumers(settings.consumers, use_entry_points=settings.entry_points)
+    refs = [
+        ConsumerRef(c.spec.name, RetryPolicy.for_consumer(c.spec, settings).delays)
+        for c in consumers
+    ]
+    as_json = wants_json(args.json, out)
+    console = console_for(out)
+    connection = await connect_once(settings, role="status")
+    last = 1
+    try:
+        while True:
+            roles, status = await asyncio.gather(
+                check_readiness(urls),
+                collect(
+                    connection,
+                    Topology(settings.prefix),
+                    refs,
+                    management=management_for(settings),
+                    window=args.window,
+                ),
+            )
+            status = dataclasses.replace(status, roles=tuple(roles))
+            last = status.exit_status
+            if as_json:
+                print(json.dumps(status.as_dict(), ensure_ascii=False), file=out, flush=True)
+            else:
+                if args.watch is not None:
+                    console.clear()
+                console.print(status_view(status))
+            if args.watch is None:
+                return last
+            await asyncio.sleep(max(0.0, args.watch - args.window))
+    except asyncio.CancelledError:  # Ctrl-C during --watch: the last verdict
+        return last
+    finally:
+        await connection.close()
+
+
 def _add_parked_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parked = sub.add_parser(
         "parked",
@@ -134,8 +259,10 @@ def _add_parked_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     )
     actions = parked.add_subparsers(dest="action", required=True, metavar="ACTION")
     texts = {
-        "list": "message counts of every parking queue",
-        "show": "print parked messages (JSON lines) without removing them",
+        "list": "message counts of every parking queue (a table at a terminal; "
+        "`COUNT  QUEUE` lines when piped; JSON lines with --json)",
+        "show": "print parked messages without removing them (a table at a terminal; "
+        "JSON lines when piped or with --json)",
         "replay": "send parked messages back (unparsed: to the router; unrouted: to the events "
         "exchange; dead: to the consumer's queue), attempts reset",
         "purge": "delete parked messages (asks for confirmation unless --yes)",
@@ -147,6 +274,8 @@ def _add_parked_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
             cmd.add_argument("--routing-key", help="only messages whose routing key matches")
             cmd.add_argument("--job-id", help="only events of this job")
             cmd.add_argument("--reason", help="only messages whose reason contains this text")
+        if action in ("list", "show"):
+            cmd.add_argument("--json", action="store_true", help="JSON lines even at a terminal")
         if action == "show":
             cmd.add_argument("--limit", type=int, default=20, help="at most this many")
             cmd.add_argument("--body", action="store_true", help="include the bodies")
@@ -157,24 +286,24 @@ def _add_parked_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         _add_settings_flags(cmd)
 
 
-async def _parked(args: argparse.Namespace, settings: Settings) -> int:
+async def _parked(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
     from shared.amqp import connect
     from shared.topology import Topology
     from workers.parking import MessageFilter, Parking
 
+    out = out or sys.stdout
     connection = await connect(settings, role="parked")
     try:
         parking = Parking(connection, Topology(settings.prefix))
         if args.action == "list":
-            names = _consumer_names(settings)
-            for queue, count in (await parking.counts(names)).items():
-                print(f"{count:>10}  {queue}")
+            counts = await parking.counts(_consumer_names(settings))
+            _print_counts(counts, out, as_json=args.json)
             return 0
         queue = parking.resolve(args.queue)
         where = MessageFilter(args.routing_key, args.job_id, args.reason)
         if args.action == "show":
-            for parked in await parking.show(queue, where, args.limit):
-                print(json.dumps(parked.as_dict(with_body=args.body), ensure_ascii=False))
+            shown = await parking.show(queue, where, args.limit)
+            _print_parked(queue, shown, out, as_json=args.json, with_body=args.body)
             return 0
         if args.action == "replay":
             count = await parking.replay(queue, where, dry_run=args.dry_run)
@@ -187,6 +316,37 @@ async def _parked(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     finally:
         await connection.close()
+
+
+def _print_counts(counts: dict[str, int], out: TextIO, *, as_json: bool) -> None:
+    from callback_fanout.tables import console_for, is_terminal, parked_counts_table
+
+    if as_json:
+        for queue, count in counts.items():
+            print(json.dumps({"queue": queue, "parked": count}), file=out)
+    elif is_terminal(out):
+        console_for(out).print(parked_counts_table(counts))
+    else:  # the format scripts have read since 0.1
+        for queue, count in counts.items():
+            print(f"{count:>10}  {queue}", file=out)
+
+
+def _print_parked(
+    queue: str, shown: Sequence[ParkedMessage], out: TextIO, *, as_json: bool, with_body: bool
+) -> None:
+    from callback_fanout.tables import console_for, parked_messages_table, wants_json
+
+    if wants_json(as_json, out):
+        for parked in shown:
+            line = json.dumps(parked.as_dict(with_body=with_body), ensure_ascii=False)
+            print(line, file=out)
+        return
+    console = console_for(out)
+    console.print(parked_messages_table(queue, shown))
+    if with_body:
+        for parked in shown:
+            console.rule(f"{parked.message.message_id or '(no message id)'}")
+            console.print(parked.message.body.decode("utf-8", "backslashreplace"), markup=False)
 
 
 def _confirmed(queue: str) -> bool:
@@ -284,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_parked(args, settings))
         if args.command == "schema":
             return _schema(settings, asyncapi=args.asyncapi)
+        if args.command == "status":
+            return asyncio.run(_status(args, settings))
         return _run(args.command, settings)
     except FanoutError as exc:
         print(f"callback-fanout: {exc}", file=sys.stderr)

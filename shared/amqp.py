@@ -8,10 +8,11 @@ from collections.abc import Awaitable
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
+from shared.errors import BrokerUnavailable
 from shared.logs import get_logger
-from shared.settings import Settings
+from shared.settings import Settings, mask_url
 
-__all__ = ["connect", "within"]
+__all__ = ["connect", "connect_once", "within"]
 
 log = get_logger("amqp")
 
@@ -65,6 +66,29 @@ async def connect(
         else:
             await asyncio.sleep(delay)
         delay = min(delay * 2, max_backoff)
+
+
+async def connect_once(
+    settings: Settings, *, role: str, seconds: float = 5.0
+) -> aio_pika.abc.AbstractConnection:
+    """One plain connection for a command that must answer now (`status`): no retrying.
+
+    Raises :class:`BrokerUnavailable` with the URL (password masked) when the broker does not
+    answer within ``seconds``.
+    """
+    try:
+        return await asyncio.wait_for(
+            aio_pika.connect(
+                settings.broker_url,
+                client_properties={"connection_name": f"callback-fanout {role}"},
+            ),
+            seconds,
+        )
+    except Exception as exc:  # refused, unreachable, bad credentials, timed out
+        detail = mask_url(str(exc)) or type(exc).__name__
+        raise BrokerUnavailable(
+            f"cannot reach the broker at {settings.masked_broker_url}: {detail}"
+        ) from None
 
 
 async def within(seconds: float, step: Awaitable[object], what: str) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -80,15 +81,38 @@ class ParkedMessage:
         key = self.headers.get("x-routing-key")
         return str(key) if key is not None else None
 
-    @property
-    def job_id(self) -> str | None:
+    def _event_field(self, *path: str) -> object:
+        """A field of the event in the body (events are JSON; unparsed bodies are not)."""
         if self.message.content_type != "application/json":
             return None
         try:
-            value = json.loads(self.message.body).get("job_id")
-        except (ValueError, AttributeError):
+            value: object = json.loads(self.message.body)
+        except ValueError:
             return None
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    @property
+    def job_id(self) -> str | None:
+        value = self._event_field("job_id")
         return str(value) if value is not None else None
+
+    @property
+    def since(self) -> datetime | None:
+        """When it was parked (dead queues), else when the ingress received the body."""
+        h = self.headers
+        dead_at = h.get("x-dead-at")
+        if isinstance(dead_at, int | float) and not isinstance(dead_at, bool):
+            return datetime.fromtimestamp(dead_at, UTC)
+        received = h.get("x-received-at-us")
+        if isinstance(received, int) and not isinstance(received, bool):
+            return datetime.fromtimestamp(received / 1_000_000, UTC)
+        stamp = self._event_field("envelope", "received_at")
+        try:
+            return datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+        except ValueError:
+            return None
 
     def as_dict(self, *, with_body: bool) -> dict[str, Any]:
         h = self.headers

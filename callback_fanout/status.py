@@ -1,0 +1,358 @@
+"""`callback-fanout status`: every queue under the prefix, one row each, problems flagged.
+
+Rows, in order: ``<prefix>.raw``; one per consumer, its delay queues (``retrying``) and its
+dead queue (``parked``) folded in; ``<prefix>.unparsed``; ``<prefix>.unrouted``.
+
+AMQP alone gives, per named queue, its ready messages and the consumers attached (a queue
+that does not exist is reported missing, never created). AMQP has no way to list queues, so
+the consumers come from the configuration the workers use (``--consumer``,
+``CALLBACK_FANOUT_CONSUMERS``, the entry points); the management API, when it answers, adds
+every other consumer queue under the prefix, the unacknowledged counts, and in/out rates.
+Without it the unacknowledged column is ``None`` and only the change of the ready count per
+second is measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractConnection
+
+from callback_fanout.management import Management, QueueStats
+from callback_fanout.readiness import RoleReadiness
+from shared.topology import Topology
+
+__all__ = ["ConsumerRef", "QueueRow", "SystemStatus", "collect"]
+
+Kind = Literal["raw", "consumer", "parking"]
+
+
+@dataclass(frozen=True)
+class ConsumerRef:
+    """A consumer whose queues to report: its name and its retry delays (seconds)."""
+
+    name: str
+    delays: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """One queue at one moment, from AMQP and (when there) the management API."""
+
+    ready: int
+    consumers: int
+    unacked: int | None = None
+    published: int | None = None
+    acked: int | None = None
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """One line of the status table."""
+
+    queue: str
+    kind: Kind
+    consumer: str | None
+    exists: bool
+    ready: int | None
+    unacked: int | None  # None: unknown without the management API
+    consumers: int | None
+    retrying: int | None  # consumer rows: messages waiting in the delay queues
+    parked: int | None  # consumer rows: the dead queue; parking rows: what they hold
+    in_per_s: float | None  # management API only
+    out_per_s: float | None  # management API only
+    ready_change_per_s: float | None  # from two readings over the window
+    problems: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "kind": self.kind,
+            "consumer": self.consumer,
+            "exists": self.exists,
+            "ready": self.ready,
+            "unacked": self.unacked,
+            "consumers": self.consumers,
+            "retrying": self.retrying,
+            "parked": self.parked,
+            "in_per_s": self.in_per_s,
+            "out_per_s": self.out_per_s,
+            "ready_change_per_s": self.ready_change_per_s,
+            "problems": list(self.problems),
+        }
+
+
+@dataclass(frozen=True)
+class SystemStatus:
+    """Everything `status` shows; ``healthy`` decides its exit status."""
+
+    prefix: str
+    checked_at: datetime
+    window: float
+    management: str | None  # the management API used (password masked), None: AMQP only
+    rows: tuple[QueueRow, ...]
+    roles: tuple[RoleReadiness, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def problems(self) -> list[str]:
+        out = [f"{row.queue}: {problem}" for row in self.rows for problem in row.problems]
+        out += [f"{role.url}: not ready" for role in self.roles if not role.ready]
+        return out
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    @property
+    def exit_status(self) -> int:
+        """0 when healthy; 1 when something is parked, missing or unconsumed, or a role is
+        not ready."""
+        return 0 if self.healthy else 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "healthy": self.healthy,
+            "prefix": self.prefix,
+            "checked_at": self.checked_at.isoformat(),
+            "window_seconds": self.window,
+            "management_api": self.management,
+            "queues": [row.as_dict() for row in self.rows],
+            "roles": [role.as_dict() for role in self.roles],
+            "problems": self.problems,
+            "notes": list(self.notes),
+        }
+
+
+# -- finding the queues ------------------------------------------------------------------
+
+
+@dataclass
+class _ConsumerQueues:
+    name: str
+    main: str
+    dead: str
+    delays: set[str]
+
+
+def _consumer_groups(
+    topology: Topology, configured: Iterable[ConsumerRef], listed: Iterable[str]
+) -> list[_ConsumerQueues]:
+    """Every consumer's queues: the configured ones, and those the management API listed."""
+    groups: dict[str, _ConsumerQueues] = {}
+
+    def group(name: str) -> _ConsumerQueues:
+        if name not in groups:
+            queues = topology.consumer(name, ())
+            groups[name] = _ConsumerQueues(name, queues.main, queues.dead, set())
+        return groups[name]
+
+    for ref in configured:
+        group(ref.name).delays.update(q for _, q in topology.consumer(ref.name, ref.delays).delays)
+    pattern = re.compile(
+        rf"^{re.escape(topology.prefix)}\.consumer\.([a-z0-9_-]{{1,63}})(\.dead|\.delay\.\d+ms)?$"
+    )
+    for queue in listed:
+        match = pattern.match(queue)
+        if match is None:
+            continue
+        found = group(match.group(1))
+        if (match.group(2) or "").startswith(".delay."):
+            found.delays.add(queue)
+    return sorted(groups.values(), key=lambda g: g.name)
+
+
+# -- reading the queues ------------------------------------------------------------------
+
+
+class _Prober:
+    """Reads queues over AMQP without creating any: a passive declare first."""
+
+    def __init__(self, connection: AbstractConnection, topology: Topology) -> None:
+        self.connection = connection
+        self.topology = topology
+        self._channel: AbstractChannel | None = None
+
+    async def _open(self) -> AbstractChannel:
+        if self._channel is None or self._channel.is_closed:
+            self._channel = await self.connection.channel(publisher_confirms=False)
+        return self._channel
+
+    async def read(self, queue: str) -> _Reading | None:
+        """Ready messages and consumers of ``queue``; None when it does not exist."""
+        channel = await self._open()
+        try:
+            declared = await channel.declare_queue(queue, passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            self._channel = None  # the broker closed the channel
+            return None
+        try:
+            # Quorum queues answer a passive declare from lagging figures; declaring it again
+            # with its own arguments changes nothing and returns the exact count.
+            declared = await self.topology.declare_queue(channel, queue)
+        except aio_pika.exceptions.ChannelPreconditionFailed:
+            self._channel = None  # declared with other arguments: keep the passive figures
+        result = declared.declaration_result
+        return _Reading(result.message_count or 0, result.consumer_count or 0)
+
+    async def close(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+
+
+async def _snapshot(
+    prober: _Prober, queues: Sequence[str], management: Management | None, prefix: str
+) -> tuple[dict[str, _Reading | None], bool]:
+    """Every queue now; True when the management API answered."""
+    listed = await management.queues(prefix) if management is not None else None
+    readings: dict[str, _Reading | None] = {}
+    for queue in queues:
+        reading = await prober.read(queue)
+        stats = (listed or {}).get(queue)
+        readings[queue] = _with_stats(reading, stats) if reading is not None else None
+    return readings, listed is not None
+
+
+def _with_stats(reading: _Reading, stats: QueueStats | None) -> _Reading:
+    if stats is None:
+        return reading
+    return _Reading(reading.ready, reading.consumers, stats.unacked, stats.published, stats.acked)
+
+
+# -- the rows ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Readings:
+    first: Mapping[str, _Reading | None]
+    last: Mapping[str, _Reading | None]
+    seconds: float
+
+    def row(
+        self,
+        queue: str,
+        kind: Kind,
+        *,
+        consumer: str | None = None,
+        retrying: int | None = None,
+        parked: int | None = None,
+        problems: Sequence[str] = (),
+    ) -> QueueRow:
+        now, then = self.last.get(queue), self.first.get(queue)
+        return QueueRow(
+            queue=queue,
+            kind=kind,
+            consumer=consumer,
+            exists=now is not None,
+            ready=now.ready if now else None,
+            unacked=now.unacked if now else None,
+            consumers=now.consumers if now else None,
+            retrying=retrying,
+            parked=parked,
+            in_per_s=self._rate(then, now, "published"),
+            out_per_s=self._rate(then, now, "acked"),
+            ready_change_per_s=self._rate(then, now, "ready"),
+            problems=tuple(problems),
+        )
+
+    def _rate(self, then: _Reading | None, now: _Reading | None, counter: str) -> float | None:
+        if then is None or now is None or self.seconds <= 0:
+            return None
+        before: int | None = getattr(then, counter)
+        after: int | None = getattr(now, counter)
+        if before is None or after is None:
+            return None
+        return round((after - before) / self.seconds, 1)
+
+    def held(self, queue: str) -> int:
+        """Messages in ``queue``, ready or unacked (0 when it does not exist)."""
+        reading = self.last.get(queue)
+        return 0 if reading is None else reading.ready + (reading.unacked or 0)
+
+
+def _consumed_problems(readings: _Readings, queue: str, missing: str, idle: str) -> list[str]:
+    reading = readings.last.get(queue)
+    if reading is None:
+        return [missing]
+    return [idle] if reading.consumers == 0 else []
+
+
+def _rows(topology: Topology, groups: Sequence[_ConsumerQueues], r: _Readings) -> list[QueueRow]:
+    rows = [
+        r.row(
+            topology.raw,
+            "raw",
+            problems=_consumed_problems(r, topology.raw, "missing", "no router"),
+        )
+    ]
+    for g in groups:
+        parked = r.held(g.dead)
+        problems = _consumed_problems(r, g.main, "missing", "no consumer")
+        if parked:
+            problems.append(f"{parked} parked")
+        retrying = sum(r.held(q) for q in sorted(g.delays))
+        row = r.row(
+            g.main, "consumer", consumer=g.name, retrying=retrying, parked=parked, problems=problems
+        )
+        rows.append(row)
+    for queue in (topology.unparsed, topology.unrouted):
+        held = r.held(queue)
+        rows.append(
+            r.row(queue, "parking", parked=held, problems=[f"{held} parked"] if held else [])
+        )
+    return rows
+
+
+async def collect(
+    connection: AbstractConnection,
+    topology: Topology,
+    consumers: Sequence[ConsumerRef],
+    *,
+    management: Management | None = None,
+    window: float = 1.0,
+    roles: Sequence[RoleReadiness] = (),
+) -> SystemStatus:
+    """Read every queue twice, ``window`` seconds apart, and build the status."""
+    prober = _Prober(connection, topology)
+    try:
+        listed = await management.queues(topology.prefix) if management is not None else None
+        groups = _consumer_groups(topology, consumers, listed or {})
+        names = [topology.raw, topology.unparsed, topology.unrouted]
+        for g in groups:
+            names += [g.main, g.dead, *sorted(g.delays)]
+        used = management if listed is not None else None
+        started = time.monotonic()
+        first, _ = await _snapshot(prober, names, used, topology.prefix)
+        if window > 0:
+            await asyncio.sleep(window)
+        last, answered = await _snapshot(prober, names, used, topology.prefix)
+        seconds = time.monotonic() - started if window > 0 else 0.0
+    finally:
+        await prober.close()
+    notes = []
+    if used is None or not answered:
+        why = (
+            "management_url is off"
+            if management is None
+            else f"the management API at {management.masked_url} did not answer"
+        )
+        notes.append(
+            f"AMQP only ({why}): unacknowledged counts and in/out rates are unknown (-); "
+            "consumer queues come from the configured consumers"
+        )
+    return SystemStatus(
+        prefix=topology.prefix,
+        checked_at=datetime.now(UTC),
+        window=round(seconds, 3),
+        management=used.masked_url if used is not None and answered else None,
+        rows=tuple(_rows(topology, groups, _Readings(first, last, seconds))),
+        roles=tuple(roles),
+        notes=tuple(notes),
+    )

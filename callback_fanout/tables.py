@@ -1,0 +1,161 @@
+"""Output for people and for programs: a table at a terminal, JSON when piped.
+
+Commands that describe the system (`status`, `parked list`, `parked show`) print a readable
+table when stdout is a terminal, and machine-readable lines when it is not (or with
+``--json``), so that the same command serves an operator and a script.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TextIO
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from callback_fanout.status import QueueRow, SystemStatus
+from workers.parking import ParkedMessage
+
+__all__ = [
+    "console_for",
+    "is_terminal",
+    "parked_counts_table",
+    "parked_messages_table",
+    "status_view",
+    "wants_json",
+]
+
+_PROBLEM = "bold red"
+_PARKED = "bold yellow"
+
+
+def is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def wants_json(flag: bool, stream: TextIO) -> bool:
+    """JSON when asked for, or when ``stream`` is not a terminal (a pipe, a file)."""
+    return flag or not is_terminal(stream)
+
+
+def console_for(stream: TextIO) -> Console:
+    return Console(file=stream, highlight=False)
+
+
+def _number(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:+,.1f}" if value else "0"
+
+
+def _state(row: QueueRow) -> Text:
+    if not row.problems:
+        return Text("ok", style="green")
+    style = _PARKED if all(p.endswith("parked") for p in row.problems) else _PROBLEM
+    return Text(", ".join(row.problems).upper(), style=style)
+
+
+def _name(row: QueueRow, prefix: str) -> str:
+    """The queue's name without the prefix the title shows."""
+    return row.queue.removeprefix(f"{prefix}.")
+
+
+def status_view(status: SystemStatus) -> RenderableType:
+    """The status as one screen: the queue table, the roles' readiness, the notes."""
+    checked = status.checked_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    verdict = (
+        Text("healthy", style="bold green")
+        if status.healthy
+        else Text("NOT HEALTHY", style=_PROBLEM)
+    )
+    title = Text.assemble(
+        f"callback-fanout status · prefix {status.prefix} · {checked} · ", verdict
+    )
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        caption="retrying: in the consumer's delay queues; parked: in its dead queue; "
+        "Δ/s: change of ready",
+        caption_justify="left",
+        pad_edge=False,
+        padding=(0, 0),
+        show_edge=False,
+    )
+    table.add_column("queue", no_wrap=True)
+    for header in ("ready", "unacked", "consumers", "retrying", "parked", "in/s", "out/s", "Δ/s"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for row in status.rows:
+        style = None
+        if row.problems:
+            style = _PARKED if row.kind == "parking" else _PROBLEM
+        table.add_row(
+            _name(row, status.prefix),
+            _number(row.ready),
+            _number(row.unacked),
+            _number(row.consumers),
+            _number(row.retrying),
+            _number(row.parked),
+            _rate(row.in_per_s),
+            _rate(row.out_per_s),
+            _rate(row.ready_change_per_s),
+            _state(row),
+            style=style,
+        )
+    parts: list[RenderableType] = [table]
+    if status.roles:
+        roles = Table(title="roles (/readyz)", title_justify="left")
+        for header in ("url", "ready", "answer"):
+            roles.add_column(header)
+        for role in status.roles:
+            answer = str(role.detail) if role.status is None else f"{role.status} {role.detail}"
+            ready = Text("ready", "green") if role.ready else Text("NOT READY", _PROBLEM)
+            roles.add_row(role.url, ready, answer)
+        parts.append(roles)
+    parts.extend(Text(note, style="dim") for note in status.notes)
+    return Group(*parts)
+
+
+def parked_counts_table(counts: Mapping[str, int]) -> Table:
+    table = Table(title="parked messages", title_justify="left")
+    table.add_column("queue")
+    table.add_column("parked", justify="right")
+    for queue, count in counts.items():
+        table.add_row(queue, f"{count:,}", style=_PARKED if count else None)
+    return table
+
+
+def _age(since: datetime | None, now: datetime) -> str:
+    if since is None:
+        return "-"
+    seconds = max(0, int((now - since).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def parked_messages_table(
+    queue: str, messages: Sequence[ParkedMessage], now: datetime | None = None
+) -> Table:
+    now = now or datetime.now(UTC)
+    table = Table(title=f"{queue}: {len(messages)} shown", title_justify="left")
+    for header in ("age", "attempts", "routing key", "job id", "reason"):
+        table.add_column(header, justify="right" if header in ("age", "attempts") else "left")
+    for parked in messages:
+        attempts = parked.headers.get("x-attempts")
+        table.add_row(
+            _age(parked.since, now),
+            "-" if attempts is None else str(attempts),
+            parked.routing_key or "-",
+            parked.job_id or "-",
+            parked.reason,
+        )
+    return table
