@@ -74,16 +74,11 @@ def status_view(status: SystemStatus) -> RenderableType:
         if status.healthy
         else Text("NOT HEALTHY", style=_PROBLEM)
     )
-    title = Text.assemble(
+    heading = Text.assemble(
         f"callback-fanout status · prefix {status.prefix} · {checked} · ", verdict
     )
     table = Table(
-        title=title,
-        title_justify="left",
         box=box.SIMPLE_HEAD,
-        caption="retrying: in the consumer's delay queues; parked: in its dead queue; "
-        "Δ/s: change of ready",
-        caption_justify="left",
         pad_edge=False,
         padding=(0, 0),
         show_edge=False,
@@ -109,7 +104,11 @@ def status_view(status: SystemStatus) -> RenderableType:
             _state(row),
             style=style,
         )
-    parts: list[RenderableType] = [table]
+    legend = (
+        "retrying: in the consumer's delay queues · parked: in its dead queue · "
+        "Δ/s: change of ready"
+    )
+    parts: list[RenderableType] = [heading, table, Text(legend, style="dim")]
     if status.roles:
         roles = Table(title="roles (/readyz)", title_justify="left")
         for header in ("url", "ready", "answer"):
