@@ -46,6 +46,18 @@ def console_for(stream: TextIO) -> Console:
     return Console(file=stream, highlight=False)
 
 
+def _table(title: str | None = None) -> Table:
+    """The house style: a header rule, no borders, one space between columns."""
+    return Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 0),
+        show_edge=False,
+    )
+
+
 def _number(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
@@ -77,12 +89,7 @@ def status_view(status: SystemStatus) -> RenderableType:
     heading = Text.assemble(
         f"callback-fanout status · prefix {status.prefix} · {checked} · ", verdict
     )
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        padding=(0, 0),
-        show_edge=False,
-    )
+    table = _table()
     table.add_column("queue", no_wrap=True)
     for header in ("ready", "unacked", "consumers", "retrying", "parked", "in/s", "out/s", "Δ/s"):
         table.add_column(header, justify="right", no_wrap=True)
@@ -110,7 +117,7 @@ def status_view(status: SystemStatus) -> RenderableType:
     )
     parts: list[RenderableType] = [heading, table, Text(legend, style="dim")]
     if status.roles:
-        roles = Table(title="roles (/readyz)", title_justify="left")
+        roles = _table("roles (/readyz)")
         for header in ("url", "ready", "answer"):
             roles.add_column(header)
         for role in status.roles:
@@ -123,7 +130,7 @@ def status_view(status: SystemStatus) -> RenderableType:
 
 
 def parked_counts_table(counts: Mapping[str, int]) -> Table:
-    table = Table(title="parked messages", title_justify="left")
+    table = _table()
     table.add_column("queue")
     table.add_column("parked", justify="right")
     for queue, count in counts.items():
@@ -145,7 +152,7 @@ def parked_messages_table(
     queue: str, messages: Sequence[ParkedMessage], now: datetime | None = None
 ) -> Table:
     now = now or datetime.now(UTC)
-    table = Table(title=f"{queue}: {len(messages)} shown", title_justify="left")
+    table = _table(f"{queue}: {len(messages)} shown")
     for header in ("age", "attempts", "routing key", "job id", "reason"):
         table.add_column(header, justify="right" if header in ("age", "attempts") else "left")
     for parked in messages:
@@ -155,6 +162,6 @@ def parked_messages_table(
             "-" if attempts is None else str(attempts),
             parked.routing_key or "-",
             parked.job_id or "-",
-            parked.reason,
+            parked.reason.strip().splitlines()[0] if parked.reason.strip() else "-",
         )
     return table

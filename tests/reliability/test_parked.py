@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -15,11 +16,13 @@ from tests.conftest import SEEDS, StartSystem
 from tests.support.broker import BrokerClient
 from tests.support.parked_command import parked
 from tests.support.system import START_TIMEOUT, Recorder, RunningSystem
+from tests.support.terminal import at_terminal, piped
 from tests.support.waiting import eventually
 from workers.router import RouterService
 
 pytestmark = pytest.mark.broker
 
+JOB_ID = "a3c193f288b2c11eeb60f39de2f86f409"
 GARBAGE = b"\x00not a callback at all"
 WORKFLOW = (
     b"<Response><EventName>WorkflowFinish</EventName><WorkflowExecution><RunId>r-1</RunId>"
@@ -218,3 +221,82 @@ async def test_purge_asks_for_confirmation_and_deletes_only_with_it(
     out = await parked(settings, capsys, "purge", "unrouted", "--yes")
     assert out.strip() == f"purged 1 from {broker.topology.unrouted}"
     assert await broker.count(broker.topology.unrouted) == 0
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def _argv(settings: Settings, *argv: str) -> list[str]:
+    return [
+        "parked",
+        *argv,
+        *("--amqp-url", settings.broker_url, "--prefix", settings.prefix, "--no-entry-points"),
+    ]
+
+
+async def test_show_is_a_table_at_a_terminal_and_the_same_json_lines_when_piped(
+    parked_world: ParkedWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = parked_world.settings
+    wide = functools.partial(at_terminal, columns=160)
+    shown = await asyncio.to_thread(wide, _argv(settings, "show", "doomed"))
+    assert shown.status == 0
+    [row] = [line for line in _plain(shown.out).splitlines() if JOB_ID in line]
+    age, attempts, routing_key, job_id, *reason = row.split()
+    assert re.fullmatch(r"\d+s", age)
+    assert (attempts, routing_key, job_id) == ("2", "TaskFinish.ImageOCR.Success", JOB_ID)
+    assert " ".join(reason) == "RuntimeError: doomed fails on purpose (call 2)"  # 1st line
+    assert not any(line.startswith("{") for line in shown.out.splitlines())
+
+    unparsed = _plain(
+        (await asyncio.to_thread(at_terminal, _argv(settings, "show", "unparsed"))).out
+    )
+    [row] = [line for line in unparsed.splitlines() if "NUL character" in line]
+    assert re.match(r"\s*\d+s\s+-\s+-\s+-\s+the body contains a NUL character", row)
+
+    result = await asyncio.to_thread(piped, _argv(settings, "show", "doomed"))
+    in_process = await parked(settings, capsys, "show", "doomed")
+    assert result.status == 0
+    # The JSON lines scripts have read since 0.1 (each look counts as a delivery, the rest is
+    # the same byte for byte).
+    assert _undelivered(result.out) == _undelivered(in_process)
+    assert json.loads(result.out)["job_id"] == JOB_ID
+    forced = ["show", "doomed", "--json"]
+    at_a_terminal = await asyncio.to_thread(at_terminal, _argv(settings, *forced))
+    assert _undelivered(at_a_terminal.out) == _undelivered(in_process)
+
+
+def _undelivered(lines: str) -> str:
+    return re.sub(r'"x-delivery-count": \d+', '"x-delivery-count": N', lines)
+
+
+async def test_list_is_a_table_at_a_terminal_count_lines_when_piped_json_with_the_flag(
+    parked_world: ParkedWorld, capsys: pytest.CaptureFixture[str], broker: BrokerClient
+) -> None:
+    settings = parked_world.settings
+    broker.track(["log"], settings.retry_delays)  # listing declares log's dead queue
+    p = settings.prefix
+    argv = _argv(settings, "list", "--consumer", "log")
+    shown = await asyncio.to_thread(at_terminal, argv)
+    table = {
+        line.split()[0]: line.split()[1:] for line in _plain(shown.out).splitlines() if p in line
+    }
+    assert table == {
+        f"{p}.unparsed": ["1"],
+        f"{p}.unrouted": ["1"],
+        f"{p}.consumer.log.dead": ["0"],
+    }
+
+    result = await asyncio.to_thread(piped, argv)
+    assert result.out.splitlines() == [
+        f"         1  {p}.unparsed",
+        f"         1  {p}.unrouted",
+        f"         0  {p}.consumer.log.dead",
+    ]
+    lines = (await parked(settings, capsys, "list", "--consumer", "log", "--json")).splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"queue": f"{p}.unparsed", "parked": 1},
+        {"queue": f"{p}.unrouted", "parked": 1},
+        {"queue": f"{p}.consumer.log.dead", "parked": 0},
+    ]
