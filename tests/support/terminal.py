@@ -12,7 +12,15 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["COMMAND", "Finished", "at_terminal", "piped", "read_until", "terminal_process"]
+__all__ = [
+    "COMMAND",
+    "Finished",
+    "at_terminal",
+    "clean_env",
+    "piped",
+    "read_until",
+    "terminal_process",
+]
 
 COMMAND = (sys.executable, "-m", "callback_fanout")
 
@@ -24,7 +32,7 @@ class Finished:
     err: str
 
 
-def _env(extra: Mapping[str, str], columns: int) -> dict[str, str]:
+def clean_env(extra: Mapping[str, str] = {}, columns: int = 120) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBACK_FANOUT_")}
     env.pop("NO_COLOR", None)
     env.update({"COLUMNS": str(columns), "TERM": "xterm-256color", **extra})
@@ -35,7 +43,7 @@ def piped(argv: Sequence[str], env: Mapping[str, str] = {}, timeout: float = 60)
     """Run ``callback-fanout argv`` with stdout and stderr piped (what a script sees)."""
     done = subprocess.run(
         [*COMMAND, *argv],
-        env=_env(env, 120),
+        env=clean_env(env, 120),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -53,7 +61,7 @@ def terminal_process(
     reader, writer = pty.openpty()
     process = subprocess.Popen(
         [*COMMAND, *argv],
-        env=_env(env, columns),
+        env=clean_env(env, columns),
         stdin=subprocess.DEVNULL,
         stdout=writer,
         stderr=writer,
