@@ -47,7 +47,11 @@ async def _ask(session: aiohttp.ClientSession, url: str) -> RoleReadiness:
             except ValueError:
                 detail = text[:200]
             return RoleReadiness(url, response.status == 200, response.status, detail)
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except aiohttp.ClientConnectorError:
+        return RoleReadiness(url, False, None, "no answer: cannot connect")
+    except TimeoutError:
+        return RoleReadiness(url, False, None, "no answer: timed out")
+    except aiohttp.ClientError as exc:
         return RoleReadiness(url, False, None, f"no answer: {exc or type(exc).__name__}")
 
 

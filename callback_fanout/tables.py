@@ -16,6 +16,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from callback_fanout.readiness import RoleReadiness
 from callback_fanout.status import QueueRow, SystemStatus
 from workers.parking import ParkedMessage
 
@@ -121,12 +122,26 @@ def status_view(status: SystemStatus) -> RenderableType:
         for header in ("url", "ready", "answer"):
             roles.add_column(header)
         for role in status.roles:
-            answer = str(role.detail) if role.status is None else f"{role.status} {role.detail}"
+            answer = _answer(role)
             ready = Text("ready", "green") if role.ready else Text("NOT READY", _PROBLEM)
             roles.add_row(role.url, ready, answer)
         parts.append(roles)
     parts.extend(Text(note, style="dim") for note in status.notes)
     return Group(*parts)
+
+
+def _answer(role: RoleReadiness) -> str:
+    """``200 ready``; ``503 not ready: broker=false``; or why nothing answered."""
+    if role.status is None:
+        return str(role.detail)
+    detail = role.detail
+    if not isinstance(detail, dict):
+        return f"{role.status} {detail}"
+    failing = [f"{key}=false" for key, value in detail.items() if value is False]
+    said = str(detail.get("status", ""))
+    if role.ready or not failing:
+        return f"{role.status} {said}"
+    return f"{role.status} {said}: {', '.join(failing)}"
 
 
 def parked_counts_table(counts: Mapping[str, int]) -> Table:
