@@ -61,7 +61,7 @@ def test_the_readme_lists_every_setting_and_every_command() -> None:
     readme = README.read_text()
     for name in Settings.model_fields:
         assert f"`{ENV_PREFIX}{name.upper()}`" in readme, name
-    for command in ("run", "ingress", "router", "worker", "parse", "parked"):
+    for command in ("run", "ingress", "router", "worker", "parse", "parked", "status"):
         assert f"callback-fanout {command}" in readme, command
 
 

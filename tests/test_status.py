@@ -164,13 +164,24 @@ async def test_a_backlog_shows_as_ready_and_its_change_per_second(
     assert code == 1
 
 
-async def test_a_role_that_is_not_ready_makes_exit_1(healthy: RunningSystem) -> None:
-    code, document = await status(healthy.settings, "--url", "http://127.0.0.1:9")
-    assert code == 1
+async def test_each_role_readyz_is_included_and_one_not_ready_makes_exit_1(
+    healthy: RunningSystem,
+) -> None:
+    assert healthy.ingress is not None
+    ingress = f"http://127.0.0.1:{healthy.ingress.port}"
+    code, document = await status(healthy.settings, "--url", ingress)
+    assert code == 0
     [role] = document["roles"]
-    assert role["url"] == "http://127.0.0.1:9/readyz"
-    assert role["ready"] is False
-    assert role["status"] is None
+    assert (role["url"], role["ready"], role["status"]) == (f"{ingress}/readyz", True, 200)
+    assert role["detail"]["broker"] is True  # the role's own /readyz document
+
+    code, document = await status(healthy.settings, "--url", ingress, "--url", "http://127.0.0.1:9")
+    assert code == 1
+    assert [(r["ready"], r["status"], r["detail"]) for r in document["roles"]][1] == (
+        False,
+        None,
+        "no answer: cannot connect",
+    )
     assert document["problems"] == ["http://127.0.0.1:9/readyz: not ready"]
 
 
