@@ -1,13 +1,15 @@
 """The RabbitMQ management HTTP API, optional: what AMQP alone cannot tell.
 
 AMQP's ``queue.declare-ok`` carries only the ready messages and the consumers of one named
-queue. The management plugin adds the unacknowledged messages, cumulative publish and ack
-counters (rates come from two readings), and the list of queues, so `status` also finds
-consumer queues it was not told about. When it does not answer, `status` works without it.
+queue. The management plugin adds the unacknowledged messages, the publish and ack rates it
+measures itself (over its statistics interval, 5 s by default: counters read over a shorter
+window would jump in steps), and the list of queues, so `status` also finds consumer queues
+it was not told about. When it does not answer, `status` works without it.
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -30,8 +32,8 @@ class QueueStats:
     ready: int
     unacked: int
     consumers: int
-    published: int | None  # cumulative; None until the queue saw its first message
-    acked: int | None
+    in_per_s: float | None  # messages published to the queue per second; None: no figure yet
+    out_per_s: float | None  # messages acknowledged per second
 
     @classmethod
     def from_api(cls, item: dict[str, Any]) -> QueueStats:
@@ -41,13 +43,16 @@ class QueueStats:
             ready=int(item.get("messages_ready") or 0),
             unacked=int(item.get("messages_unacknowledged") or 0),
             consumers=int(item.get("consumers") or 0),
-            published=_count(stats.get("publish")),
-            acked=_count(stats.get("ack")),
+            in_per_s=_rate(stats.get("publish_details")),
+            out_per_s=_rate(stats.get("ack_details")),
         )
 
 
-def _count(value: object) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+def _rate(details: object) -> float | None:
+    rate = details.get("rate") if isinstance(details, dict) else None
+    if isinstance(rate, int | float) and not isinstance(rate, bool):
+        return round(float(rate), 1)
+    return None
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,8 @@ class Management:
     async def queues(self, prefix: str) -> dict[str, QueueStats] | None:
         """Every queue whose name starts with ``prefix.``; None when the API does not answer."""
         parts = urlsplit(self.url)
-        auth = aiohttp.BasicAuth(unquote(parts.username or ""), unquote(parts.password or ""))
+        credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+        auth = {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
         netloc = parts.hostname or ""
         if parts.port:
             netloc += f":{parts.port}"
@@ -75,7 +81,7 @@ class Management:
         try:
             async with (
                 aiohttp.ClientSession(timeout=timeout) as session,
-                session.get(endpoint, auth=auth) as response,
+                session.get(endpoint, headers=auth) as response,
             ):
                 if response.status != 200:
                     return None

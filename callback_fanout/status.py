@@ -7,7 +7,8 @@ AMQP alone gives, per named queue, its ready messages and the consumers attached
 that does not exist is reported missing, never created). AMQP has no way to list queues, so
 the consumers come from the configuration the workers use (``--consumer``,
 ``CALLBACK_FANOUT_CONSUMERS``, the entry points); the management API, when it answers, adds
-every other consumer queue under the prefix, the unacknowledged counts, and in/out rates.
+every other consumer queue under the prefix, the unacknowledged counts, and the publish and
+ack rates it measures.
 Without it the unacknowledged column is ``None`` and only the change of the ready count per
 second is measured.
 """
@@ -49,8 +50,8 @@ class _Reading:
     ready: int
     consumers: int
     unacked: int | None = None
-    published: int | None = None
-    acked: int | None = None
+    in_per_s: float | None = None
+    out_per_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,8 @@ class QueueRow:
     consumers: int | None
     retrying: int | None  # consumer rows: messages waiting in the delay queues
     parked: int | None  # consumer rows: the dead queue; parking rows: what they hold
-    in_per_s: float | None  # management API only
-    out_per_s: float | None  # management API only
+    in_per_s: float | None  # published per second, as the management API measures it
+    out_per_s: float | None  # acknowledged per second, as the management API measures it
     ready_change_per_s: float | None  # from two readings over the window
     problems: tuple[str, ...]
 
@@ -223,7 +224,9 @@ async def _snapshot(
 def _with_stats(reading: _Reading, stats: QueueStats | None) -> _Reading:
     if stats is None:
         return reading
-    return _Reading(reading.ready, reading.consumers, stats.unacked, stats.published, stats.acked)
+    return _Reading(
+        reading.ready, reading.consumers, stats.unacked, stats.in_per_s, stats.out_per_s
+    )
 
 
 # -- the rows ----------------------------------------------------------------------------
@@ -256,20 +259,17 @@ class _Readings:
             consumers=now.consumers if now else None,
             retrying=retrying,
             parked=parked,
-            in_per_s=self._rate(then, now, "published"),
-            out_per_s=self._rate(then, now, "acked"),
-            ready_change_per_s=self._rate(then, now, "ready"),
+            in_per_s=now.in_per_s if now else None,
+            out_per_s=now.out_per_s if now else None,
+            ready_change_per_s=self._change(then, now),
             problems=tuple(problems),
         )
 
-    def _rate(self, then: _Reading | None, now: _Reading | None, counter: str) -> float | None:
+    def _change(self, then: _Reading | None, now: _Reading | None) -> float | None:
+        """Ready messages gained (or lost) per second over the window."""
         if then is None or now is None or self.seconds <= 0:
             return None
-        before: int | None = getattr(then, counter)
-        after: int | None = getattr(now, counter)
-        if before is None or after is None:
-            return None
-        return round((after - before) / self.seconds, 1)
+        return round((now.ready - then.ready) / self.seconds, 1)
 
     def held(self, queue: str) -> int:
         """Messages in ``queue``, ready or unacked (0 when it does not exist)."""

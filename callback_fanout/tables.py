@@ -64,6 +64,10 @@ def _number(value: int | None) -> str:
 
 
 def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}" if value else "0"
+
+
+def _change(value: float | None) -> str:
     return "-" if value is None else f"{value:+,.1f}" if value else "0"
 
 
@@ -108,7 +112,7 @@ def status_view(status: SystemStatus) -> RenderableType:
             _number(row.parked),
             _rate(row.in_per_s),
             _rate(row.out_per_s),
-            _rate(row.ready_change_per_s),
+            _change(row.ready_change_per_s),
             _state(row),
             style=style,
         )
