@@ -319,7 +319,7 @@ async def collect(
     window: float = 1.0,
     roles: Sequence[RoleReadiness] = (),
 ) -> SystemStatus:
-    """Read every queue twice, ``window`` seconds apart, and build the status."""
+    """Read every queue (twice, ``window`` seconds apart, when ``window`` > 0); the status."""
     prober = _Prober(connection, topology)
     try:
         listed = await management.queues(topology.prefix) if management is not None else None
@@ -328,9 +328,10 @@ async def collect(
         for g in groups:
             names += [g.main, g.dead, *sorted(g.delays)]
         used = management if listed is not None else None
+        first: dict[str, _Reading | None] = {}
         started = time.monotonic()
-        first, _ = await _snapshot(prober, names, used, topology.prefix)
-        if window > 0:
+        if window > 0:  # a first reading, for the change over the window
+            first, _ = await _snapshot(prober, names, None, topology.prefix)
             await asyncio.sleep(window)
         last, answered = await _snapshot(prober, names, used, topology.prefix)
         seconds = time.monotonic() - started if window > 0 else 0.0

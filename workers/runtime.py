@@ -153,7 +153,8 @@ class ConsumerRunner:
                     ATTEMPTS_HEADER: attempt,
                     "x-last-error": error[:4000],
                     "x-consumer": self.name,
-                    "x-dead-at": time.time(),
+                    # whole seconds: the AMQP client sends a float as 32 bits (±64 s today)
+                    "x-dead-at": int(time.time()),
                 },
             ),
             routing_key=self.queues.dead,
