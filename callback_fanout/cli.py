@@ -132,20 +132,22 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 _STATUS_TEXT = """\
-one row per queue under the prefix: raw; each consumer queue with its delay queues
+One row per queue under the prefix: raw; each consumer queue with its delay queues
 (retrying) and its dead queue (parked) folded in; unparsed; unrouted. Columns: ready and
 unacknowledged messages, consumers attached, retrying, parked, in/out rates, and the
-change of the ready count per second measured over --window seconds. Exit status: 0 healthy; 1 when
-something is parked, a queue is missing, the raw queue has no router or a consumer queue
-no consumer, or a --url role is not ready; 2 for invalid settings.
+change of the ready count per second over --window seconds.
+
+Exit status: 0 healthy; 1 when something is parked, a queue is missing, the raw queue
+has no router or a consumer queue no consumer, a --url role is not ready, or the broker
+cannot be reached; 2 for invalid settings.
 
 Consumer queues come from the consumers the workers load (--consumer,
 CALLBACK_FANOUT_CONSUMERS, the entry points): AMQP cannot list queues. When the RabbitMQ
 management API answers (--management-url; auto: the broker's host, port 15672), every
 consumer queue under the prefix is shown, with unacknowledged counts and in/out rates
 (published and acknowledged per second, as the management plugin measures them).
-Without it, `unacked`, `in/s` and `out/s` show "-": an AMQP queue declaration reports only
-ready messages and consumers.
+Without it, `unacked`, `in/s` and `out/s` show "-": an AMQP queue declaration reports
+only ready messages and consumers.
 
 A table at a terminal; one JSON document per line when piped or with --json."""
 
