@@ -30,7 +30,14 @@ from callback_fanout.management import Management, QueueStats
 from callback_fanout.readiness import RoleReadiness
 from shared.topology import Topology
 
-__all__ = ["ConsumerRef", "QueueRow", "SystemStatus", "collect"]
+__all__ = [
+    "ConsumerGroup",
+    "ConsumerRef",
+    "QueueRow",
+    "SystemStatus",
+    "collect",
+    "consumer_groups",
+]
 
 Kind = Literal["raw", "consumer", "parking"]
 
@@ -136,23 +143,25 @@ class SystemStatus:
 
 
 @dataclass
-class _ConsumerQueues:
+class ConsumerGroup:
+    """The queues of one consumer that fold into its row."""
+
     name: str
     main: str
     dead: str
     delays: set[str]
 
 
-def _consumer_groups(
+def consumer_groups(
     topology: Topology, configured: Iterable[ConsumerRef], listed: Iterable[str]
-) -> list[_ConsumerQueues]:
+) -> list[ConsumerGroup]:
     """Every consumer's queues: the configured ones, and those the management API listed."""
-    groups: dict[str, _ConsumerQueues] = {}
+    groups: dict[str, ConsumerGroup] = {}
 
-    def group(name: str) -> _ConsumerQueues:
+    def group(name: str) -> ConsumerGroup:
         if name not in groups:
             queues = topology.consumer(name, ())
-            groups[name] = _ConsumerQueues(name, queues.main, queues.dead, set())
+            groups[name] = ConsumerGroup(name, queues.main, queues.dead, set())
         return groups[name]
 
     for ref in configured:
@@ -284,7 +293,7 @@ def _consumed_problems(readings: _Readings, queue: str, missing: str, idle: str)
     return [idle] if reading.consumers == 0 else []
 
 
-def _rows(topology: Topology, groups: Sequence[_ConsumerQueues], r: _Readings) -> list[QueueRow]:
+def _rows(topology: Topology, groups: Sequence[ConsumerGroup], r: _Readings) -> list[QueueRow]:
     rows = [
         r.row(
             topology.raw,
@@ -323,7 +332,7 @@ async def collect(
     prober = _Prober(connection, topology)
     try:
         listed = await management.queues(topology.prefix) if management is not None else None
-        groups = _consumer_groups(topology, consumers, listed or {})
+        groups = consumer_groups(topology, consumers, listed or {})
         names = [topology.raw, topology.unparsed, topology.unrouted]
         for g in groups:
             names += [g.main, g.dead, *sorted(g.delays)]

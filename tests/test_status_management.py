@@ -18,7 +18,7 @@ import pytest
 
 from callback_fanout.cli import _build_parser, _settings_from, _status
 from callback_fanout.management import Management, QueueStats, management_for
-from callback_fanout.status import ConsumerRef, _consumer_groups
+from callback_fanout.status import ConsumerRef, consumer_groups
 from shared.settings import Settings
 from shared.topology import Topology
 from tests.conftest import StartSystem
@@ -49,7 +49,7 @@ def test_listed_queues_add_consumers_nobody_configured_with_their_delay_queues()
         "callbacks.consumer.Not.A.Consumer",
         "other.consumer.audit",
     ]
-    groups = _consumer_groups(topology, [ConsumerRef("log", (0.2,))], listed)
+    groups = consumer_groups(topology, [ConsumerRef("log", (0.2,))], listed)
     assert [(g.name, g.main, g.dead, sorted(g.delays)) for g in groups] == [
         (
             "audit",
@@ -57,16 +57,19 @@ def test_listed_queues_add_consumers_nobody_configured_with_their_delay_queues()
             "callbacks.consumer.audit.dead",
             ["callbacks.consumer.audit.delay.5000ms"],
         ),
-        ("log", "callbacks.consumer.log", "callbacks.consumer.log.dead", [
-            "callbacks.consumer.log.delay.200ms"
-        ]),
+        (
+            "log",
+            "callbacks.consumer.log",
+            "callbacks.consumer.log.dead",
+            ["callbacks.consumer.log.delay.200ms"],
+        ),
         (
             "thumbnails",
             "callbacks.consumer.thumbnails",
             "callbacks.consumer.thumbnails.dead",
             ["callbacks.consumer.thumbnails.delay.1000ms"],
         ),
-    ]  # fmt: skip
+    ]
 
 
 def test_auto_asks_the_broker_host_on_15672_with_its_credentials_and_vhost() -> None:
