@@ -142,12 +142,12 @@ has no router or a consumer queue no consumer, a --url role is not ready, or the
 cannot be reached; 2 for invalid settings.
 
 Consumer queues come from the consumers the workers load (--consumer,
-CALLBACK_FANOUT_CONSUMERS, the entry points): AMQP cannot list queues. When the RabbitMQ
-management API answers (--management-url; auto: the broker's host, port 15672), every
-consumer queue under the prefix is shown, with unacknowledged counts and in/out rates
-(published and acknowledged per second, as the management plugin measures them).
-Without it, `unacked`, `in/s` and `out/s` show "-": an AMQP queue declaration reports
-only ready messages and consumers.
+CALLBACK_FANOUT_CONSUMERS, the --config file, the entry points): AMQP cannot list
+queues. When the RabbitMQ management API answers (--management-url; auto: the broker's
+host, port 15672), every consumer queue under the prefix is shown, with unacknowledged
+counts and in/out rates (published and acknowledged per second, as the management plugin
+measures them). Without it, `unacked`, `in/s` and `out/s` show "-": an AMQP queue
+declaration reports only ready messages and consumers.
 
 A table at a terminal; one JSON document per line when piped or with --json."""
 
@@ -210,15 +210,14 @@ async def _status(args: argparse.Namespace, settings: Settings, out: TextIO | No
     from callback_fanout.tables import console_for, status_view, wants_json
     from shared.amqp import connect_once
     from shared.topology import Topology
-    from workers.loader import load_consumers
+    from workers.loader import consumers_of
     from workers.retry import RetryPolicy
 
     out = out or sys.stdout
     urls = [readyz_url(url) for url in args.url]
-    consumers = load_consumers(settings.consumers, use_entry_points=settings.entry_points)
     refs = [
         ConsumerRef(c.spec.name, RetryPolicy.for_consumer(c.spec, settings).delays)
-        for c in consumers
+        for c in consumers_of(settings, os.environ)  # as the workers find them
     ]
     as_json = wants_json(args.json, out)
     console = console_for(out)

@@ -6,11 +6,10 @@ dead queue (``parked``) folded in; ``<prefix>.unparsed``; ``<prefix>.unrouted``.
 AMQP alone gives, per named queue, its ready messages and the consumers attached (a queue
 that does not exist is reported missing, never created). AMQP has no way to list queues, so
 the consumers come from the configuration the workers use (``--consumer``,
-``CALLBACK_FANOUT_CONSUMERS``, the entry points); the management API, when it answers, adds
-every other consumer queue under the prefix, the unacknowledged counts, and the publish and
-ack rates it measures.
-Without it the unacknowledged column is ``None`` and only the change of the ready count per
-second is measured.
+``CALLBACK_FANOUT_CONSUMERS``, the configuration file, the entry points); the management
+API, when it answers, adds every other consumer queue under the prefix, the unacknowledged
+counts, and the publish and ack rates it measures. Without it the unacknowledged column is
+``None`` and only the change of the ready count per second is measured.
 """
 
 from __future__ import annotations

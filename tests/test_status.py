@@ -7,6 +7,7 @@ import functools
 import io
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -249,3 +250,24 @@ def test_status_exits_1_with_one_line_when_the_broker_is_away() -> None:
     assert result.err.startswith("callback-fanout: cannot reach the broker at amqp://fanout:***@")
     assert "s3cret-pw" not in result.err
     assert len(result.err.strip().splitlines()) == 1
+
+
+async def test_consumers_of_the_configuration_file_have_their_rows(
+    settings: Settings, tmp_path: Path
+) -> None:
+    config = tmp_path / "fanout.toml"
+    config.write_text(
+        '[consumers.failures]\nuse = "log"\nroutes = ["TaskFinish.*.Failed"]\n'
+        "retry_delays = [0.2]\n"
+    )
+    code, document = await status(settings, "--config", str(config))
+    p = settings.prefix
+    assert [q["queue"] for q in document["queues"]] == [
+        f"{p}.raw",
+        f"{p}.consumer.failures",
+        f"{p}.consumer.log",
+        f"{p}.unparsed",
+        f"{p}.unrouted",
+    ]
+    assert document["queues"][1]["problems"] == ["missing"]  # no worker ever ran it
+    assert code == 1
