@@ -35,6 +35,16 @@ def _logs_to_stderr() -> None:
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 
+@pytest.fixture(autouse=True)
+def _logging_config_restored() -> Iterator[None]:
+    """A test that runs the command in-process (`main([...])`) configures logging onto the
+    stderr pytest captured for it, closed after the test: put the suite's configuration back
+    so that later tests do not log into a closed file."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
 @pytest.fixture(scope="session")
 def broker_under_test() -> Iterator[BrokerUnderTest]:
     with provide_broker() as under_test:
