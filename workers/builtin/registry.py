@@ -14,7 +14,7 @@ from typing import Any
 
 import pydantic
 
-from workers.builtin import log
+from workers.builtin import archive, archive_files, forward, log
 from workers.consumer import ConsumerSpec, LoadedConsumer
 
 __all__ = ["BUILTINS", "Builtin"]
@@ -31,4 +31,7 @@ class Builtin:
 
 BUILTINS: dict[str, Builtin] = {
     "log": Builtin("log", log.Options, log.build),
+    "forward": Builtin("forward", forward.Options, forward.build),
+    "archive": Builtin("archive", archive.Options, archive.build),
+    "archive-files": Builtin("archive-files", archive_files.Options, archive_files.build),
 }
