@@ -1,0 +1,213 @@
+"""``forward``: events POSTed as Standard Webhooks, answers mapped to the runtime's outcomes.
+
+The receiver checks every signature with the ``standardwebhooks`` package."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from shared.events import CallbackEvent
+from shared.settings import Settings
+from tests.builtin.conftest import StartWith, observed
+from tests.conftest import SEEDS
+from tests.support.broker import BrokerClient
+from tests.support.processes import free_port
+from tests.support.receiver import Answer, Receiver
+from tests.support.waiting import eventually
+from workers.builtin import forward
+from workers.consumer import ConsumerSpec
+
+pytestmark = pytest.mark.broker
+
+OCR_XML = (SEEDS / "ocr.1.xml").read_bytes()
+OCR_JSON = (SEEDS / "ocr.1.json").read_bytes()
+JOB = "a3c193f288b2c11eeb60f39de2f86f409"
+SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
+OLD_SECRET = "whsec_" + base64.b64encode(b"o" * 32).decode()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    server = Receiver([SECRET, OLD_SECRET])
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def forwarding(
+    url: str, *, retry_delays: tuple[float, ...] = (0.2, 0.4), max_attempts: int = 3, **options: Any
+) -> Any:
+    spec = ConsumerSpec(
+        name="billing",
+        routes=("TaskFinish.#",),
+        retry_delays=retry_delays,
+        max_attempts=max_attempts,
+        concurrency=4,
+    )
+    return observed(forward.build(spec, forward.Options.model_validate({"url": url, **options})))
+
+
+async def _parked(broker: BrokerClient, settings: Settings, delays: tuple[float, ...]) -> Any:
+    dead = broker.topology.consumer("billing", delays).dead
+    await eventually(lambda: broker.count_is(dead, 1), timeout=20)
+    [message] = await broker.take_all(dead)
+    return message
+
+
+async def test_the_event_arrives_as_json_signed_with_every_secret_and_identified_by_its_key(
+    start_with: StartWith, receiver: Receiver
+) -> None:
+    loaded, outcomes = forwarding(
+        receiver.url, secret=[SECRET, OLD_SECRET], headers={"Authorization": "Bearer abc"}
+    )
+    system = await start_with([loaded])
+    assert (await system.post(OCR_XML)).status == 200
+    await eventually(lambda: len(outcomes.handled) == 1)
+    [request] = receiver.received
+    [event] = outcomes.handled
+    assert request.verified_by == (0, 1)
+    assert request.content_type == "application/json"
+    assert request.body == event.model_dump_json().encode()
+    assert json.loads(request.body) == event.model_dump(mode="json")
+    assert CallbackEvent.model_validate_json(request.body).job_id == JOB
+    assert request.headers["webhook-id"] == event.idempotency_key
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    assert request.headers["X-Routing-Key"] == "TaskFinish.ImageOCR.Success"
+    assert event.envelope is not None
+    assert request.headers["X-Request-Id"] == event.envelope.request_id
+    assert request.headers["Authorization"] == "Bearer abc"
+
+
+async def test_raw_mode_delivers_the_callback_body_byte_for_byte_with_its_content_type(
+    start_with: StartWith, receiver: Receiver
+) -> None:
+    loaded, outcomes = forwarding(receiver.url, secret=SECRET, body="raw")
+    system = await start_with([loaded])
+    assert (
+        await system.post(OCR_JSON, content_type="application/json; charset=utf-8")
+    ).status == 200
+    assert (await system.post(OCR_XML, content_type="text/xml")).status == 200
+    await eventually(lambda: len(outcomes.handled) == 2)
+    bodies = {r.body: r for r in receiver.received}
+    assert set(bodies) == {OCR_JSON, OCR_XML}
+    assert bodies[OCR_JSON].content_type == "application/json; charset=utf-8"
+    assert bodies[OCR_XML].content_type == "text/xml"
+    assert all(r.verified_by == (0,) for r in receiver.received)
+
+
+async def test_a_500_is_retried_and_the_event_delivered_on_the_second_attempt_with_the_same_id(
+    start_with: StartWith, receiver: Receiver
+) -> None:
+    receiver.answers = [Answer(500, b"database down")]
+    loaded, outcomes = forwarding(receiver.url, secret=SECRET)
+    system = await start_with([loaded])
+    assert (await system.post(OCR_XML)).status == 200
+    await eventually(lambda: len(outcomes.handled) == 1)
+    first, second = receiver.received
+    assert [str(e) for e in outcomes.errors] == ["HTTP 500: database down"]
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    assert first.body == second.body
+    assert second.verified_by == (0,)
+    assert second.at - first.at >= 0.2
+
+
+async def test_a_429_with_retry_after_picks_the_matching_delay_step(
+    start_with: StartWith, receiver: Receiver
+) -> None:
+    receiver.answers = [Answer(429, b"slow down", {"Retry-After": "2"})]
+    loaded, outcomes = forwarding(receiver.url, secret=SECRET, retry_delays=(0.2, 2.0, 8.0))
+    system = await start_with([loaded])
+    assert (await system.post(OCR_XML)).status == 200
+    await eventually(lambda: len(outcomes.handled) == 1, timeout=20)
+    first, second = receiver.received
+    assert 1.9 <= second.at - first.at < 7.0  # the 2 s step: neither the first nor the last
+
+
+async def test_a_400_is_parked_at_once_with_the_status_and_the_first_500_bytes_of_the_answer(
+    start_with: StartWith, receiver: Receiver, broker: BrokerClient, settings: Settings
+) -> None:
+    answer = b"x" * 499 + b"!" + b"y" * 300
+    receiver.answers = [Answer(400, answer)]
+    loaded, outcomes = forwarding(receiver.url, secret=SECRET, max_attempts=5)
+    system = await start_with([loaded])
+    assert (await system.post(OCR_XML)).status == 200
+    parked = await _parked(broker, settings, (0.2, 0.4))
+    headers = parked.headers or {}
+    assert headers["x-last-error"] == "GiveUp: HTTP 400: " + "x" * 499 + "!"
+    assert headers["x-attempts"] == 1
+    assert len(receiver.received) == 1
+    assert outcomes.handled == []
+
+
+async def test_a_redirect_is_not_followed_and_parks_the_event(
+    start_with: StartWith, receiver: Receiver, broker: BrokerClient, settings: Settings
+) -> None:
+    receiver.answers = [Answer(307, b"", {"Location": receiver.url})]
+    loaded, _ = forwarding(receiver.url, secret=SECRET)
+    system = await start_with([loaded])
+    assert (await system.post(OCR_XML)).status == 200
+    parked = await _parked(broker, settings, (0.2, 0.4))
+    assert (parked.headers or {})["x-last-error"] == "GiveUp: HTTP 307 redirect not followed: "
+    assert len(receiver.received) == 1
+
+
+async def test_an_endpoint_that_does_not_answer_in_time_is_retried(
+    start_with: StartWith, receiver: Receiver
+) -> None:
+    receiver.answers = [Answer(200, delay=3.0)]
+    loaded, outcomes = forwarding(receiver.url, secret=SECRET, request_timeout=0.3)
+    system = await start_with([loaded])
+    assert (await system.post(OCR_XML)).status == 200
+    await eventually(lambda: len(outcomes.handled) == 1)
+    assert [str(e) for e in outcomes.errors] == ["no answer within 0.3s"]
+    assert len(receiver.received) == 2
+
+
+async def test_a_refused_connection_is_retried_until_the_attempts_are_used_up(
+    start_with: StartWith, broker: BrokerClient, settings: Settings
+) -> None:
+    loaded, outcomes = forwarding(f"http://127.0.0.1:{free_port()}/hook", max_attempts=2)
+    system = await start_with([loaded])
+    assert (await system.post(OCR_XML)).status == 200
+    parked = await _parked(broker, settings, (0.2, 0.4))
+    headers = parked.headers or {}
+    assert headers["x-attempts"] == 2
+    assert str(headers["x-last-error"]).startswith(
+        "shared.errors.Retry: connection error: ClientConnectorError: Cannot connect"
+    )
+    assert len(outcomes.errors) == 2
+
+
+async def test_a_refused_connection_then_a_live_endpoint_delivers(
+    start_with: StartWith,
+) -> None:
+    port = free_port()
+    late = Receiver([SECRET])
+    loaded, outcomes = forwarding(
+        f"http://127.0.0.1:{port}/hook", secret=SECRET, retry_delays=(0.5,), max_attempts=4
+    )
+    system = await start_with([loaded])
+    try:
+        assert (await system.post(OCR_XML)).status == 200
+        await eventually(lambda: len(outcomes.errors) >= 1)
+        await late.start(port)
+        await eventually(lambda: len(outcomes.handled) == 1)
+    finally:
+        await late.stop()
+    assert [r.verified_by for r in late.received] == [(0,)]
+
+
+def test_options_refuse_a_secret_without_whsec_and_headers_forward_sets_itself() -> None:
+    with pytest.raises(ValueError, match="must start with 'whsec_'"):
+        forward.Options.model_validate({"url": "http://x/", "secret": "plain"})
+    with pytest.raises(ValueError, match="webhook-id are set by forward itself"):
+        forward.Options.model_validate({"url": "http://x/", "headers": {"webhook-id": "1"}})
+    with pytest.raises(ValueError, match="Extra inputs are not permitted"):
+        forward.Options.model_validate({"url": "http://x/", "sekret": SECRET})
+    options = forward.Options.model_validate({"url": "http://x/", "secret": SECRET})
+    assert SECRET not in repr(options)
