@@ -27,7 +27,7 @@ def pg_dsn() -> Iterator[str]:
 @pytest.fixture
 def table(prefix: str) -> str:
     """A table name of this test's own."""
-    return "events_" + prefix.split("-")[-1]
+    return "events_" + prefix.rsplit("-", maxsplit=1)[-1]
 
 
 @pytest.fixture
