@@ -86,7 +86,6 @@ async def test_the_same_callback_twice_and_a_redelivery_store_one_row(
     pg: asyncpg.Connection,
     table: str,
     broker: BrokerClient,
-    settings: Settings,
 ) -> None:
     loaded, outcomes = archiving(pg_dsn, table)
     system = await start_with([loaded])
@@ -165,7 +164,6 @@ async def test_a_worker_killed_between_commit_and_ack_leaves_one_row_after_the_r
     pg_dsn: str,
     pg: asyncpg.Connection,
     table: str,
-    tmp_path: Any,
 ) -> None:
     name = held_archive.NAME
     broker.track([name], settings.retry_delays)
