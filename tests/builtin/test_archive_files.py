@@ -22,6 +22,10 @@ TRANSLATION = (SEEDS / "translation.1.xml").read_bytes()
 SPEC = ConsumerSpec(name="files", routes=("TaskFinish.#",), retry_delays=(0.2,), max_attempts=3)
 
 
+def names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
 class Clock:
     """A clock the test moves."""
 
@@ -53,7 +57,7 @@ async def test_each_line_is_exactly_the_event_json_the_consumers_receive(
     await eventually(lambda: len(outcomes.handled) == 2 and len(witness.events) == 2)
     lines = (tmp_path / "files-2026-03-04T10.jsonl").read_bytes().splitlines()
     assert sorted(lines) == sorted(e.model_dump_json().encode() for e in witness.events)
-    assert [p.name for p in tmp_path.iterdir()] == ["files-2026-03-04T10.jsonl"]
+    assert names(tmp_path) == ["files-2026-03-04T10.jsonl"]
 
 
 async def test_the_hour_turns_the_finished_file_is_gzipped_and_a_new_one_begins(
@@ -68,7 +72,7 @@ async def test_the_hour_turns_the_finished_file_is_gzipped_and_a_new_one_begins(
     assert (await system.post(TRANSLATION)).status == 200
     await eventually(lambda: len(outcomes.handled) == 2)
     first, second = (e.model_dump_json().encode() + b"\n" for e in outcomes.handled)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    assert names(tmp_path) == [
         "files-2026-03-04T10.jsonl.gz",
         "files-2026-03-04T11.jsonl",
     ]
@@ -89,7 +93,7 @@ async def test_a_restart_in_a_later_hour_gzips_the_file_the_last_run_left(
     assert left == outcomes.handled[0].model_dump_json().encode() + b"\n"
     clock.now = datetime(2026, 3, 5, 0, 1, tzinfo=UTC)
     await start_with([files_consumer(tmp_path, clock)], ingress=False, router=False)
-    assert [p.name for p in tmp_path.iterdir()] == ["files-2026-03-04T23.jsonl.gz"]
+    assert names(tmp_path) == ["files-2026-03-04T23.jsonl.gz"]
     assert gzip.decompress((tmp_path / "files-2026-03-04T23.jsonl.gz").read_bytes()) == left
 
 
