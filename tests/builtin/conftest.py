@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import pytest
 
-from shared.events import CallbackEvent
+from shared.callbacks import CallbackEvent
 from shared.settings import Settings
 from tests.conftest import RUN_PREFIX
 from tests.support.broker import BrokerClient

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.events import CallbackEvent
+from shared.callbacks import CallbackEvent
 from shared.settings import Settings
 from tests.builtin.conftest import StartWith, observed
 from tests.conftest import SEEDS

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from shared.events import CallbackEvent
+from shared.callbacks import CallbackEvent
 from workers.builtin.archive import ArchiveConsumer, Options, Row
 from workers.consumer import Consumer, ConsumerSpec, consumer
 
