@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
-.PHONY: help venv run test lint check bench bench-parse soak clean
+.PHONY: help venv run test lint check bench bench-builtins bench-parse soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ check: lint test ## what CI runs
 
 bench: venv ## ingress against baselines (RabbitMQ + wrk), ~8 min; ARGS=--quick for ~2 min
 	$(PY) bench/ingress_bench.py $(ARGS)
+
+bench-builtins: venv ## built-in consumers: archive (PostgreSQL) and forward events/s, ~2 min
+	$(PY) bench/builtins_bench.py $(ARGS)
 
 bench-parse: venv ## parser throughput on one core
 	$(PY) bench/parse_bench.py

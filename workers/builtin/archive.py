@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -124,6 +125,10 @@ def insert_sql(table: str) -> str:
     )
 
 
+#: The raw body is not stored twice: in ``raw_body`` (bytea) when asked for, not in the jsonb.
+_NOT_IN_JSONB: Any = {"envelope": {"raw_body"}}
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
     """One event as the table stores it."""
@@ -159,7 +164,7 @@ class Row:
             end_time=event.end_time,
             received_at=envelope.received_at if envelope else None,
             request_id=envelope.request_id if envelope else None,
-            event=event.model_dump_json(),
+            event=event.model_dump_json(exclude=_NOT_IN_JSONB),
             raw_body=envelope.raw_body if envelope and raw_body else None,
         )
 
