@@ -62,7 +62,8 @@ from workers.runtime import WorkerService  # noqa: E402
 SEED = ROOT / "tests" / "fixtures" / "seeds" / "ocr.1.xml"
 RESULTS = ROOT / "bench" / "results"
 JOB = b"a3c193f288b2c11eeb60f39de2f86f409"
-CONCURRENCY = 400  # the consumer's prefetch: enough unacked events for two full batches
+ARCHIVE_CONCURRENCY = 400  # the archive's prefetch: two full batches of 200 (its default)
+FORWARD_CONCURRENCY = 128  # requests at once to the receiver
 SECRET = "whsec_" + base64.b64encode(b"bench-secret-key-of-32-bytes-xx!").decode()
 
 
@@ -169,8 +170,8 @@ async def delete_all(settings: Settings, names: list[str]) -> None:
     await connection.close()
 
 
-def spec_of(name: str) -> ConsumerSpec:
-    return ConsumerSpec(name=name, routes=("TaskFinish.#",), concurrency=CONCURRENCY)
+def spec_of(name: str, concurrency: int = ARCHIVE_CONCURRENCY) -> ConsumerSpec:
+    return ConsumerSpec(name=name, routes=("TaskFinish.#",), concurrency=concurrency)
 
 
 async def archive_round(settings: Settings, dsn: str, batch: int, n: int, offset: int) -> float:
@@ -198,7 +199,7 @@ async def noop_round(settings: Settings, n: int, offset: int) -> float:
 
 
 async def forward_round(settings: Settings, url: str, n: int, offset: int) -> float:
-    spec = spec_of("forward")
+    spec = spec_of("forward", FORWARD_CONCURRENCY)
     await fill(settings, spec, events(n, offset))
     options = forward.Options.model_validate({"url": url, "secret": SECRET})
     return await drain(settings, forward.build(spec, options), n)

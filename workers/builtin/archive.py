@@ -11,7 +11,7 @@ statement fails, every handler of the batch raises and the runtime retries them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,13 +37,22 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dsn: SecretStr = Field(description="PostgreSQL DSN, `postgresql://user:password@host/db`.")
+    dsn: SecretStr = Field(
+        description="PostgreSQL DSN, `postgresql://user:password@host/db` (a secret: give it "
+        "as `{ env = ... }` or `{ file = ... }`)."
+    )
     table: str = Field(
         "callback_events",
         description="Table name, `name` or `schema.name` (lowercase letters, digits, `_`).",
     )
     raw_body: bool = Field(False, description="Also store the callback's raw body (bytea).")
-    batch_size: int = Field(200, ge=1, le=10000, description="Events per statement at most.")
+    batch_size: int = Field(
+        200,
+        ge=1,
+        le=10000,
+        description="Events per statement at most (1: a statement per event). The consumer's "
+        "`concurrency` defaults to twice this.",
+    )
     batch_wait_ms: float = Field(
         20.0, ge=0, description="Milliseconds a batch waits for more events after its first."
     )
@@ -220,9 +229,15 @@ class ArchiveConsumer(Consumer):
 
 
 def build(spec: ConsumerSpec, options: Options) -> LoadedConsumer:
-    """An ``archive`` consumer for ``spec``; the DSN is masked in every log line."""
+    """An ``archive`` consumer for ``spec``; the DSN is masked in every log line.
+
+    Without a ``concurrency`` of its own it takes two batches' worth (its prefetch), so that
+    a batch can fill while the one before commits.
+    """
     dsn = options.dsn.get_secret_value()
     mask_values(dsn, *filter(None, [urlsplit(dsn).password]))
+    if spec.concurrency is None:
+        spec = replace(spec, concurrency=2 * options.batch_size)
     instance = ArchiveConsumer(spec, options)
     return LoadedConsumer(
         spec,

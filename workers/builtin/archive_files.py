@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -40,7 +41,13 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     directory: Path = Field(description="Where the hourly files go (created if missing).")
-    batch_size: int = Field(200, ge=1, le=10000, description="Events per write and fsync.")
+    batch_size: int = Field(
+        200,
+        ge=1,
+        le=10000,
+        description="Events per write and fsync at most. The consumer's `concurrency` "
+        "defaults to twice this.",
+    )
     batch_wait_ms: float = Field(
         20.0, ge=0, description="Milliseconds a batch waits for more events after its first."
     )
@@ -171,6 +178,8 @@ class ArchiveFilesConsumer(Consumer):
 
 def build(spec: ConsumerSpec, options: Options) -> LoadedConsumer:
     """An ``archive-files`` consumer for ``spec``."""
+    if spec.concurrency is None:
+        spec = replace(spec, concurrency=2 * options.batch_size)
     instance = ArchiveFilesConsumer(spec, options)
     return LoadedConsumer(
         spec,

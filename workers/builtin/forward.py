@@ -79,8 +79,9 @@ class Options(BaseModel):
     url: HttpUrl = Field(description="Where to POST each event (http or https).")
     secret: Secrets = Field(
         None,
-        description="Standard Webhooks secret(s), `whsec_<base64>`; several during a rotation "
-        "(one signature each). Unset: no webhook-signature header.",
+        description="Standard Webhooks secret, `whsec_<base64>` (`{ env = ... }` or "
+        "`{ file = ... }`), or a list of them during a rotation (one signature each). Unset: "
+        "no `webhook-signature` header.",
     )
     body: Literal["event", "raw"] = Field(
         "event", description="`event`: the event JSON; `raw`: the callback body as sent."
@@ -176,9 +177,10 @@ class ForwardConsumer(Consumer):
                 self.url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 status = response.status
+                # read (up to the bound) even a 2xx: an answer left unread closes the connection
+                answer = await _read_bounded(response, self.options.max_response_bytes)
                 if 200 <= status < 300:
                     return
-                answer = await _read_bounded(response, self.options.max_response_bytes)
                 retry_after = _retry_after(response.headers.get("Retry-After"))
         except TimeoutError:
             raise Retry(f"no answer within {timeout:g}s") from None
