@@ -20,6 +20,12 @@ Rounds alternate between the variants so that the neighbours' noise falls on all
 median round is reported. Needs RabbitMQ (``--amqp-url`` or ``AMQP_URL``). Everything
 declared or created is deleted at the end. Prints a Markdown table; ``--json`` also writes
 the raw numbers to ``bench/results/builtins.json``.
+
+Besides events/s (wall clock), each round records the CPU the worker spent per event, and for
+the archive the CPU of the database's server processes per event: on a shared machine the
+wall clock says how busy the neighbours were, the CPU per event what one worker costs.
+``events/s per worker core`` (a million over the worker's µs per event) is what one worker
+reaches when it has a core to itself and the database keeps up.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -142,16 +148,65 @@ async def fill(settings: Settings, spec: ConsumerSpec, messages: list[aio_pika.M
     await connection.close()
 
 
-async def drain(settings: Settings, loaded: LoadedConsumer, expected: int) -> float:
+@dataclass(frozen=True)
+class Round:
+    """One drain: events/s (wall clock), and CPU per event of the worker and the database."""
+
+    rate: float
+    worker_us: float
+    database_us: float | None = None
+
+
+async def drain(
+    settings: Settings,
+    loaded: LoadedConsumer,
+    expected: int,
+    database_cpu: Callable[[], Awaitable[float]] | None = None,
+) -> Round:
+    """Run one worker with ``loaded`` until it handled ``expected`` events.
+
+    Its CPU (this process) counts from the worker's start to the last event; the database's,
+    when ``database_cpu`` reads it, is that of its server processes for this run's database
+    (they are born with the worker's pool, so their total is the drain's)."""
     counter = Drain(expected)
     worker = WorkerService(settings, [counter.counted(loaded)])
+    cpu = time.process_time()
     await worker.start()
+    database_s = None
     try:
         await worker.wait_started()
         await asyncio.wait_for(counter.done.wait(), timeout=600)
+        cpu = time.process_time() - cpu
+        if database_cpu is not None:
+            database_s = await database_cpu()
     finally:
         await worker.stop()
-    return counter.rate
+    per_event = 1e6 / expected
+    return Round(
+        counter.rate, cpu * per_event, database_s * per_event if database_s is not None else None
+    )
+
+
+async def backends_cpu(dsn: str, database: str) -> float:
+    """CPU seconds spent so far by the server processes serving ``database`` (Linux)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        pids = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+    finally:
+        await connection.close()
+    return sum(_process_cpu(row["pid"]) for row in pids)
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid``; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 async def delete_all(settings: Settings, names: list[str]) -> None:
@@ -174,17 +229,20 @@ def spec_of(name: str, concurrency: int = ARCHIVE_CONCURRENCY) -> ConsumerSpec:
     return ConsumerSpec(name=name, routes=("TaskFinish.#",), concurrency=concurrency)
 
 
-async def archive_round(settings: Settings, dsn: str, batch: int, n: int, offset: int) -> float:
+async def archive_round(settings: Settings, dsn: str, batch: int, n: int, offset: int) -> Round:
     name = f"archive-b{batch}"
     spec = spec_of(name)
     await fill(settings, spec, events(n, offset))
     options = archive.Options.model_validate(
         {"dsn": dsn, "table": "bench_events", "batch_size": batch, "batch_wait_ms": 5}
     )
-    return await drain(settings, archive.build(spec, options), n)
+    database = dsn.rpartition("/")[2]
+    return await drain(
+        settings, archive.build(spec, options), n, lambda: backends_cpu(dsn, database)
+    )
 
 
-async def noop_round(settings: Settings, n: int, offset: int) -> float:
+async def noop_round(settings: Settings, n: int, offset: int) -> Round:
     """The runtime alone: the same worker with a handler that does nothing (the ceiling)."""
     spec = spec_of("noop")
     await fill(settings, spec, events(n, offset))
@@ -198,7 +256,7 @@ async def noop_round(settings: Settings, n: int, offset: int) -> float:
     return await drain(settings, LoadedConsumer(spec, nothing, no_hook, no_hook, "noop"), n)
 
 
-async def forward_round(settings: Settings, url: str, n: int, offset: int) -> float:
+async def forward_round(settings: Settings, url: str, n: int, offset: int) -> Round:
     spec = spec_of("forward", FORWARD_CONCURRENCY)
     await fill(settings, spec, events(n, offset))
     options = forward.Options.model_validate({"url": url, "secret": SECRET})
@@ -256,8 +314,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     dsn = f"{server_dsn.rpartition('/')[0]}/{database}"
     await _admin(server_dsn, f'CREATE DATABASE "{database}"')
     receiver, url = await _noop_receiver()
-    rates: dict[str, list[float]] = {label: [] for label in TARGETS}
-    sections: list[tuple[str, Callable[[int], Awaitable[float]]]] = [
+    rounds: dict[str, list[Round]] = {label: [] for label in TARGETS}
+    sections: list[tuple[str, Callable[[int], Awaitable[Round]]]] = [
         (
             "no-op handler (the runtime's ceiling)",
             lambda o: noop_round(settings, args.events, o),
@@ -276,10 +334,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         for _ in range(args.rounds):
             for label, start in sections:
-                rate = await start(offset)
+                done = await start(offset)
                 offset += args.events
-                rates[label].append(rate)
-                print(f"  {label}: {rate:,.0f} events/s", file=sys.stderr)
+                rounds[label].append(done)
+                print(f"  {label}: {done}", file=sys.stderr)
     finally:
         receiver.terminate()
         await receiver.wait()
@@ -289,21 +347,35 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{_cpu_model()}, {os.cpu_count()} cores",
         "events_per_round": args.events,
-        "rounds": rates,
-        "median": {label: statistics.median(r) for label, r in rates.items()},
+        "rounds": {label: [asdict(r) for r in done] for label, done in rounds.items()},
     }
 
 
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
 def table(result: dict[str, Any]) -> str:
+    """Events/s (median round, and every round) and CPU per event (median)."""
     lines = [
-        "| consumer (one worker) | events/s (median) | rounds | target |",
-        "|---|---:|---|---:|",
+        "| consumer (one worker) | events/s (median) | rounds | target "
+        "| worker CPU µs/event | database CPU µs/event | events/s per worker core |",
+        "|---|---:|---|---:|---:|---:|---:|",
     ]
-    for label, median in result["median"].items():
-        rounds = ", ".join(f"{r:,.0f}" for r in result["rounds"][label])
+    for label, done in result["rounds"].items():
+        rates = [r["rate"] for r in done]
+        worker_us = _median([r["worker_us"] for r in done])
+        database_us = _median([r["database_us"] for r in done])
         target = TARGETS[label]
         lines.append(
-            f"| {label} | {median:,.0f} | {rounds} | {f'>= {target:,}' if target else '-'} |"
+            f"| {label} | {statistics.median(rates):,.0f} "
+            f"| {', '.join(f'{r:,.0f}' for r in rates)} "
+            f"| {f'>= {target:,}' if target else '-'} "
+            f"| {worker_us:,.0f} | {f'{database_us:,.0f}' if database_us else '-'} "
+            f"| {1e6 / worker_us:,.0f} |"
+            if worker_us
+            else f"| {label} | - | - | - | - | - | - |"
         )
     return "\n".join(lines)
 

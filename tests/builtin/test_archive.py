@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from yarl import URL
 
+from shared.errors import ConfigError
 from shared.settings import Settings
 from tests.builtin.conftest import StartWith, observed
 from tests.conftest import SEEDS
@@ -24,6 +25,7 @@ from tests.support.system import RunningSystem
 from tests.support.waiting import eventually
 from workers.builtin import archive
 from workers.consumer import ConsumerSpec
+from workers.runtime import WorkerService
 
 pytestmark = pytest.mark.broker
 
@@ -225,3 +227,40 @@ async def _count(pg: asyncpg.Connection, table: str, n: int) -> bool:
     except asyncpg.UndefinedTableError:
         await asyncio.sleep(0)
         return False
+
+
+async def test_a_worker_starts_without_its_database_and_stores_the_events_once_it_is_up(
+    start_with: StartWith,
+    pg_proxy: tuple[str, CuttableProxy],
+    pg: asyncpg.Connection,
+    table: str,
+) -> None:
+    dsn, proxy = pg_proxy
+    proxy.cut()
+    loaded, outcomes = archiving(dsn, table)
+    system = await start_with([loaded])  # started: the table waits for the database
+    assert (await system.post(OCR)).status == 200
+    await eventually(lambda: len(outcomes.errors) >= 2, timeout=20)
+    proxy.restore()
+    await eventually(lambda: len(outcomes.handled) == 1, timeout=20)
+    [row] = await rows(pg, table)
+    assert row["job_id"] == JOB
+
+
+async def test_a_database_that_refuses_stops_the_start_with_one_clear_error(
+    settings: Settings, broker: BrokerClient, pg_dsn: str
+) -> None:
+    missing = str(URL(pg_dsn).with_path("/no_such_database_here"))
+    loaded, _ = archiving(missing, "events", name="refused")
+    broker.track(["refused"], (0.3,))
+    worker = WorkerService(settings, [loaded])
+    await worker.start()
+    try:
+        with pytest.raises(ConfigError) as raised:
+            await worker.wait_started()
+    finally:
+        await worker.stop()
+    assert str(raised.value) == (
+        "consumer 'refused': the archive database refused: "
+        'database "no_such_database_here" does not exist'
+    )

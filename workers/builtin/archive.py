@@ -20,6 +20,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from shared.callbacks import CallbackEvent
+from shared.errors import ConfigError
 from shared.logs import get_logger, mask_values
 from shared.settings import mask_url
 from workers.builtin.batching import Batcher
@@ -186,23 +187,35 @@ class ArchiveConsumer(Consumer):
         self.options = options
         self._insert = insert_sql(options.table)
         self._pool: asyncpg.Pool | None = None
+        self._table_ready = False
         self._batcher = Batcher(
             self._write, max_size=options.batch_size, max_wait=options.batch_wait_ms / 1000
         )
 
     async def startup(self) -> None:
+        """Open the pool and create the table; a database that cannot be reached now only
+        delays that to the first batch (its events retry meanwhile). A database that answers
+        with an error (authentication, permissions, no such database) stops the start."""
         options = self.options
         self._pool = await asyncpg.create_pool(
             options.dsn.get_secret_value(),
-            min_size=1,
+            min_size=0,  # connect on first use: the worker starts without the database
             max_size=options.pool_size,
             command_timeout=options.statement_timeout,
         )
-        async with self._pool.acquire() as connection, connection.transaction():
-            # one table creation at a time across workers starting together
-            await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", options.table)
-            for statement in create_table_sql(options.table):
-                await connection.execute(statement)
+        try:
+            await self._ensure_table()
+        except asyncpg.PostgresError as exc:
+            await self._pool.close()
+            raise ConfigError(
+                f"consumer {self.spec.name!r}: the archive database refused: {exc}"
+            ) from None
+        except (OSError, TimeoutError) as exc:
+            log.warning(
+                "archive database unreachable at start; the table is created with the first batch",
+                consumer=self.spec.name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
         log.info(
             "archiving",
             consumer=self.spec.name,
@@ -210,6 +223,17 @@ class ArchiveConsumer(Consumer):
             table=options.table,
             batch_size=options.batch_size,
         )
+
+    async def _ensure_table(self) -> None:
+        assert self._pool is not None
+        async with self._pool.acquire() as connection, connection.transaction():
+            # one table creation at a time across workers starting together
+            await connection.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", self.options.table
+            )
+            for statement in create_table_sql(self.options.table):
+                await connection.execute(statement)
+        self._table_ready = True
 
     async def shutdown(self) -> None:
         await self._batcher.close()
@@ -223,6 +247,8 @@ class ArchiveConsumer(Consumer):
     async def _write(self, rows: list[Row]) -> None:
         """One statement for the batch; it commits on its own (autocommit)."""
         assert self._pool is not None, "startup() was not called"
+        if not self._table_ready:
+            await self._ensure_table()
         columns = [[getattr(row, name) for row in rows] for name, _ in _COLUMNS]
         async with self._pool.acquire() as connection:
             await connection.execute(self._insert, *columns)
