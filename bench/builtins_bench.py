@@ -218,6 +218,9 @@ async def delete_all(settings: Settings, names: list[str]) -> None:
             channel = await connection.channel()
             with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await channel.queue_delete(queue)
+    channel = await connection.channel()
+    with contextlib.suppress(aio_pika.exceptions.AMQPError):
+        await channel.queue_delete(topology.unrouted)
     for exchange in (topology.events, topology.unrouted):
         channel = await connection.channel()
         with contextlib.suppress(aio_pika.exceptions.AMQPError):

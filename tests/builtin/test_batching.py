@@ -81,3 +81,20 @@ async def test_close_writes_what_is_pending() -> None:
     await batcher.close()
     await pending
     assert written == [[7]]
+
+
+async def test_items_arriving_during_a_write_form_the_next_batch_when_the_writer_is_free() -> None:
+    written: list[list[int]] = []
+
+    async def write(items: list[int]) -> None:
+        written.append(items)
+        await asyncio.sleep(0.2)
+
+    batcher = Batcher(write, max_size=100, max_wait=0.01, max_writers=1)
+    first = asyncio.create_task(batcher.submit(0))
+    await asyncio.sleep(0.05)  # the first batch is being written
+    later = [asyncio.create_task(batcher.submit(n)) for n in range(1, 6)]
+    await asyncio.sleep(0.05)  # past their max_wait, but the one writer is busy
+    assert written == [[0]]
+    await asyncio.gather(first, *later)
+    assert written == [[0], [1, 2, 3, 4, 5]]

@@ -189,7 +189,10 @@ class ArchiveConsumer(Consumer):
         self._pool: asyncpg.Pool | None = None
         self._table_ready = False
         self._batcher = Batcher(
-            self._write, max_size=options.batch_size, max_wait=options.batch_wait_ms / 1000
+            self._write,
+            max_size=options.batch_size,
+            max_wait=options.batch_wait_ms / 1000,
+            max_writers=2,  # one batch commits while the next is sent
         )
 
     async def startup(self) -> None:
