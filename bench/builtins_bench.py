@@ -237,7 +237,7 @@ async def archive_round(settings: Settings, dsn: str, batch: int, n: int, offset
     spec = spec_of(name)
     await fill(settings, spec, events(n, offset))
     options = archive.Options.model_validate(
-        {"dsn": dsn, "table": "bench_events", "batch_size": batch, "batch_wait_ms": 5}
+        {"dsn": dsn, "table": "bench_events", "batch_size": batch}
     )
     database = dsn.rpartition("/")[2]
     return await drain(

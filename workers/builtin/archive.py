@@ -192,7 +192,6 @@ class ArchiveConsumer(Consumer):
             self._write,
             max_size=options.batch_size,
             max_wait=options.batch_wait_ms / 1000,
-            max_writers=2,  # one batch commits while the next is sent
         )
 
     async def startup(self) -> None:
