@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -211,3 +214,57 @@ def test_options_refuse_a_secret_without_whsec_and_headers_forward_sets_itself()
         forward.Options.model_validate({"url": "http://x/", "sekret": SECRET})
     options = forward.Options.model_validate({"url": "http://x/", "secret": SECRET})
     assert SECRET not in repr(options)
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
+    """A self-signed certificate for 127.0.0.1 (its own CA) and a server context using it."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return cert, context
+
+
+async def test_tls_is_verified_an_unknown_certificate_is_retried_and_a_ca_file_trusts_it(
+    start_with: StartWith,
+    broker: BrokerClient,
+    settings: Settings,
+    certificate: tuple[Path, ssl.SSLContext],
+) -> None:
+    ca_file, tls = certificate
+    server = Receiver([SECRET])
+    await server.start(tls=tls)
+    try:
+        untrusting, failed = forwarding(server.url, secret=SECRET, max_attempts=2)
+        system = await start_with([untrusting])
+        assert (await system.post(OCR_XML)).status == 200
+        parked = await _parked(broker, settings, (0.2, 0.4))
+        reason = str((parked.headers or {})["x-last-error"])
+        assert "connection error: ClientConnectorCertificateError" in reason
+        assert "certificate verify failed" in reason
+        assert server.received == []
+        await system.stop()
+
+        trusting = forward.build(
+            ConsumerSpec(name="billing-tls", routes=("TaskFinish.#",)),
+            forward.Options.model_validate(
+                {"url": server.url, "secret": SECRET, "ca_file": str(ca_file)}
+            ),
+        )
+        trusting, delivered = observed(trusting)
+        system = await start_with([trusting])
+        assert (await system.post(OCR_XML)).status == 200
+        await eventually(lambda: len(delivered.handled) == 1)
+        assert [r.verified_by for r in server.received] == [(0,)]
+        assert len(failed.errors) == 2
+    finally:
+        await server.stop()
