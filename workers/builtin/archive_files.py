@@ -181,10 +181,10 @@ def build(spec: ConsumerSpec, options: Options) -> LoadedConsumer:
     if spec.concurrency is None:
         spec = replace(spec, concurrency=2 * options.batch_size)
     instance = ArchiveFilesConsumer(spec, options)
-    return LoadedConsumer(
+    return LoadedConsumer.from_handler(
         spec,
         instance.handle,
-        instance.startup,
-        instance.shutdown,
-        f"built-in archive-files ({spec.name})",
+        f"built-in archive-files as {spec.name!r}",
+        startup=instance.startup,
+        shutdown=instance.shutdown,
     )

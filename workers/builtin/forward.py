@@ -17,10 +17,12 @@ How the answer maps to the runtime's outcomes:
 from __future__ import annotations
 
 import email.utils
+import re
 import ssl
 import time
 from datetime import UTC, datetime
 from typing import Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import (
@@ -30,6 +32,7 @@ from pydantic import (
     FilePath,
     HttpUrl,
     SecretStr,
+    field_serializer,
     field_validator,
 )
 
@@ -52,6 +55,8 @@ log = get_logger("consumer.forward")
 
 ROUTING_KEY_HEADER = "X-Routing-Key"
 REQUEST_ID_HEADER = "X-Request-Id"
+#: Extra headers whose values are credentials, masked in every log line.
+_CREDENTIAL_HEADER = re.compile(r"auth|token|key|secret|cookie|password|signature", re.IGNORECASE)
 RETRIED_STATUSES = frozenset({408, 425, 429})
 REASON_BODY_BYTES = 500
 _OWN_HEADERS = frozenset(
@@ -117,6 +122,14 @@ class Options(BaseModel):
         if taken:
             raise ValueError(f"header(s) {', '.join(taken)} are set by forward itself")
         return value
+
+    @field_serializer("url")
+    def _url_shown(self, url: HttpUrl) -> str:
+        return mask_url(str(url))  # a password in the URL is not shown
+
+    @field_serializer("headers")
+    def _headers_shown(self, headers: dict[str, str]) -> dict[str, str]:
+        return dict.fromkeys(headers, "***")  # values may be credentials: names only
 
     @property
     def secrets(self) -> list[str]:
@@ -232,12 +245,15 @@ def _retry_after(value: str | None) -> float | None:
 
 def build(spec: ConsumerSpec, options: Options) -> LoadedConsumer:
     """A ``forward`` consumer for ``spec``; its secrets are masked in every log line."""
-    mask_values(*options.secrets)
+    credentials = [v for k, v in options.headers.items() if _CREDENTIAL_HEADER.search(k)]
+    mask_values(*options.secrets, *credentials)
+    if (password := urlsplit(str(options.url)).password) is not None:
+        mask_values(password)
     instance = ForwardConsumer(spec, options)
-    return LoadedConsumer(
+    return LoadedConsumer.from_handler(
         spec,
         instance.handle,
-        instance.startup,
-        instance.shutdown,
-        f"built-in forward ({spec.name})",
+        f"built-in forward as {spec.name!r}",
+        startup=instance.startup,
+        shutdown=instance.shutdown,
     )
