@@ -76,7 +76,8 @@ BAD_FILES = [
     ("[consumers.billing]\nroutes = ['#']\n", "consumers.billing.use: required"),
     (
         "[consumers.billing]\nuse = 'fwd'\nroutes = ['#']\n",
-        "consumers.billing.use: unknown built-in 'fwd' (known: archive, archive-files, forward, log, test-sink)",
+        "consumers.billing.use: unknown built-in 'fwd' "
+        "(known: archive, archive-files, forward, log, test-sink)",
     ),
     ("[consumers.billing]\nuse = 'log'\n", "consumers.billing.routes: required"),
     (
