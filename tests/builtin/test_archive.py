@@ -264,3 +264,31 @@ async def test_a_database_that_refuses_stops_the_start_with_one_clear_error(
         "consumer 'refused': the archive database refused: "
         'database "no_such_database_here" does not exist'
     )
+
+
+async def test_an_event_the_database_refuses_is_parked_at_once_and_its_batch_mates_stored(
+    start_with: StartWith,
+    pg_dsn: str,
+    pg: asyncpg.Connection,
+    table: str,
+    broker: BrokerClient,
+) -> None:
+    loaded, outcomes = archiving(pg_dsn, table, batch_size=10, batch_wait_ms=500)
+    system = await start_with([loaded])
+    nul = (SEEDS / "ocr.1.json").read_bytes().replace(b'"Language": ""', b'"Language": "a\\u0000b"')
+    assert b"\\u0000" in nul
+    for body in (ocr_job(1), nul, ocr_job(2)):
+        assert (await system.post(body)).status == 200
+    dead = broker.topology.consumer("archive", (0.3,)).dead
+    await eventually(lambda: broker.count_is(dead, 1), timeout=20)
+    await eventually(lambda: len(outcomes.handled) == 2)
+    [parked] = await broker.take_all(dead)
+    headers = parked.headers or {}
+    assert headers["x-attempts"] == 1
+    assert str(headers["x-last-error"]).startswith(
+        "GiveUp: the archive database refuses this event: unsupported Unicode escape sequence"
+    )
+    assert sorted(r["job_id"] for r in await rows(pg, table)) == [
+        f"{JOB[:-4]}0001",
+        f"{JOB[:-4]}0002",
+    ]

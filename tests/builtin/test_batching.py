@@ -98,3 +98,17 @@ async def test_items_arriving_during_a_write_form_the_next_batch_when_the_writer
     assert written == [[0]]
     await asyncio.gather(first, *later)
     assert written == [[0], [1, 2, 3, 4, 5]]
+
+
+async def test_a_write_may_fail_some_items_only() -> None:
+    async def write(items: list[str]) -> list[Exception | None]:
+        return [ValueError(f"refused {i}") if i.startswith("bad") else None for i in items]
+
+    batcher = Batcher(write, max_size=3, max_wait=60.0)
+    outcomes = await asyncio.gather(
+        batcher.submit("good"),
+        batcher.submit("bad one"),
+        batcher.submit("fine"),
+        return_exceptions=True,
+    )
+    assert [str(o) if o else None for o in outcomes] == [None, "refused bad one", None]

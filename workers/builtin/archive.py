@@ -20,10 +20,10 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from shared.callbacks import CallbackEvent
-from shared.errors import ConfigError
+from shared.errors import ConfigError, GiveUp
 from shared.logs import get_logger, mask_values
 from shared.settings import mask_url
-from workers.builtin.batching import Batcher
+from workers.builtin.batching import Batcher, Outcomes
 from workers.consumer import Consumer, ConsumerSpec, LoadedConsumer
 
 __all__ = ["ArchiveConsumer", "Options", "Row", "build", "create_table_sql", "insert_sql"]
@@ -207,17 +207,22 @@ class ArchiveConsumer(Consumer):
         )
         try:
             await self._ensure_table()
-        except asyncpg.PostgresError as exc:
-            await self._pool.close()
-            raise ConfigError(
-                f"consumer {self.spec.name!r}: the archive database refused: {exc}"
-            ) from None
-        except (OSError, TimeoutError) as exc:
+        except (
+            OSError,
+            TimeoutError,
+            asyncpg.CannotConnectNowError,  # starting up or shutting down
+            asyncpg.TooManyConnectionsError,
+        ) as exc:
             log.warning(
                 "archive database unreachable at start; the table is created with the first batch",
                 consumer=self.spec.name,
                 error=f"{type(exc).__name__}: {exc}",
             )
+        except asyncpg.PostgresError as exc:
+            await self._pool.close()
+            raise ConfigError(
+                f"consumer {self.spec.name!r}: the archive database refused: {exc}"
+            ) from None
         log.info(
             "archiving",
             consumer=self.spec.name,
@@ -246,11 +251,30 @@ class ArchiveConsumer(Consumer):
     async def handle(self, event: CallbackEvent) -> None:
         await self._batcher.submit(Row.of(event, raw_body=self.options.raw_body))
 
-    async def _write(self, rows: list[Row]) -> None:
-        """One statement for the batch; it commits on its own (autocommit)."""
+    async def _write(self, rows: list[Row]) -> Outcomes:
+        """One statement for the batch (it commits on its own). When the database refuses the
+        data of some row (a NUL character, say), each row is written alone, so that only the
+        refused events are parked (``GiveUp``: retrying cannot help) and the others stored."""
         assert self._pool is not None, "startup() was not called"
         if not self._table_ready:
             await self._ensure_table()
+        try:
+            await self._insert_rows(rows)
+        except asyncpg.DataError as exc:
+            if len(rows) == 1:
+                raise GiveUp(f"the archive database refuses this event: {exc}") from None
+            return [await self._write_alone(row) for row in rows]
+        return None
+
+    async def _write_alone(self, row: Row) -> Exception | None:
+        try:
+            await self._insert_rows([row])
+        except asyncpg.DataError as exc:
+            return GiveUp(f"the archive database refuses this event: {exc}")
+        return None
+
+    async def _insert_rows(self, rows: list[Row]) -> None:
+        assert self._pool is not None
         columns = [[getattr(row, name) for row in rows] for name, _ in _COLUMNS]
         async with self._pool.acquire() as connection:
             await connection.execute(self._insert, *columns)

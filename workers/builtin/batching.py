@@ -2,8 +2,9 @@
 
 Each handler hands its item to :meth:`Batcher.submit` and waits. A batch is written by one
 call of ``write(items)``; every handler in it then returns (so the runtime acks its message)
-or raises the write's error (so the runtime retries it). Nothing is acknowledged before the
-write that holds it has completed.
+or raises the write's error (so the runtime retries it). ``write`` may instead return one
+outcome per item (``None`` for written, or the exception that handler raises), when only
+some items failed. Nothing is acknowledged before the write that holds it has completed.
 
 When a batch is written: as soon as it holds ``max_size`` items, or ``max_wait`` seconds
 after its first item, provided fewer than ``max_writers`` writes are in progress; otherwise
@@ -15,12 +16,15 @@ each item within ``max_wait``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-__all__ = ["Batcher"]
+__all__ = ["Batcher", "Outcomes"]
 
 T = TypeVar("T")
+
+#: What a write returns: ``None`` when every item was written, else one outcome per item.
+Outcomes = Sequence[Exception | None] | None
 
 
 class Batcher(Generic[T]):
@@ -28,7 +32,7 @@ class Batcher(Generic[T]):
 
     def __init__(
         self,
-        write: Callable[[list[T]], Awaitable[None]],
+        write: Callable[[list[T]], Awaitable[Outcomes]],
         *,
         max_size: int,
         max_wait: float,
@@ -92,7 +96,7 @@ class Batcher(Generic[T]):
 
     async def _run(self, items: list[T], waiters: list[asyncio.Future[None]]) -> None:
         try:
-            await self._write(items)
+            outcomes = await self._write(items)
         except BaseException as exc:
             error = exc if isinstance(exc, Exception) else RuntimeError(repr(exc))
             for waiter in waiters:
@@ -101,9 +105,13 @@ class Batcher(Generic[T]):
             if not isinstance(exc, Exception):
                 raise
         else:
-            for waiter in waiters:
-                if not waiter.done():
+            for waiter, outcome in zip(waiters, outcomes or [None] * len(waiters), strict=True):
+                if waiter.done():
+                    continue
+                if outcome is None:
                     waiter.set_result(None)
+                else:
+                    waiter.set_exception(outcome)
 
     async def close(self) -> None:
         """Write what is pending and wait for every write in progress."""

@@ -179,10 +179,7 @@ class ForwardConsumer(Consumer):
         if self.signer is not None:
             headers |= self.signer.headers(event.idempotency_key, now, body)
         else:
-            headers |= {
-                "webhook-id": event.idempotency_key,
-                "webhook-timestamp": str(int(time.time())),
-            }
+            headers |= {"webhook-id": event.idempotency_key, "webhook-timestamp": str(now)}
         assert self._session is not None, "startup() was not called"
         timeout = self.options.request_timeout
         try:
