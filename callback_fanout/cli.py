@@ -296,7 +296,7 @@ async def _parked(args: argparse.Namespace, settings: Settings, out: TextIO | No
     out = out or sys.stdout
     connection = await connect(settings, role="parked")
     try:
-        parking = Parking(connection, Topology(settings.prefix))
+        parking = Parking(connection, Topology(settings.prefix, settings.quorum_initial_group_size))
         if args.action == "list":
             counts = await parking.counts(_consumer_names(settings))
             _print_counts(counts, out, as_json=args.json)

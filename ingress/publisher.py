@@ -77,7 +77,7 @@ class AmqpPublisher:
         if max_batch_bytes < 1 or max_batch_count < 1 or max_in_flight < 1:
             raise ValueError("batch bounds and max_in_flight must be at least 1")
         self._settings = settings
-        self._topology = Topology(settings.prefix)
+        self._topology = Topology(settings.prefix, settings.quorum_initial_group_size)
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._declared = False

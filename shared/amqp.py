@@ -1,14 +1,21 @@
-"""Connecting to RabbitMQ: robust connections that say clearly when the broker is away."""
+"""Connecting to RabbitMQ: robust connections that say clearly when the broker is away.
+
+With several broker URLs (the nodes of a cluster) each process takes them in its own random
+order, starts on the first that answers, and moves to the next when its node is lost
+(:class:`shared.failover.FailoverConnection`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
 from shared.errors import BrokerUnavailable
+from shared.failover import FailoverConnection, shuffled
 from shared.logs import get_logger
 from shared.settings import Settings, mask_url
 
@@ -29,33 +36,47 @@ async def connect(
     stop: asyncio.Event | None = None,
     max_backoff: float = 5.0,
 ) -> AbstractRobustConnection:
-    """Connect with automatic reconnection, retrying until the broker answers.
+    """Connect with automatic reconnection, retrying until a broker answers.
 
-    The first failure is logged as one clear line (URL with the password masked, and how to
-    start a broker); later failures are logged at debug level. Returns once connected;
-    raises ``asyncio.CancelledError`` if ``stop`` is set first.
+    The URLs are tried in a random order of this process's own, one after the other. The first
+    failure is logged as one clear line (URLs with the passwords masked, and how to start a
+    broker); later failures are logged at debug level. Returns once connected; raises
+    ``asyncio.CancelledError`` if ``stop`` is set first.
     """
+    urls = shuffled(settings.broker_urls)
     delay = 0.2
     warned = False
+    attempt = 0
     while True:
+        start = attempt % len(urls)
+        attempt += 1
+        connection = FailoverConnection(
+            urls[start:] + urls[:start],
+            client_properties={"connection_name": f"callback-fanout {role}"},
+        )
         try:
-            connection = await aio_pika.connect_robust(
-                settings.broker_url,
-                client_properties={"connection_name": f"callback-fanout {role}"},
-            )
+            await connection.connect()
         except Exception as exc:  # any failure to connect is retried
             # Not only OSError and AMQPError: a peer that accepts and closes at once makes
             # the client raise StopAsyncIteration or EOFError under uvloop.
+            # One line when a whole round of nodes failed; a dead node of several is usual.
             event = "broker unreachable, retrying"
-            if not warned:
+            if not warned and attempt % len(urls) == 0:
                 log.warning(event, url=settings.masked_broker_url, error=str(exc), hint=_HINT)
                 warned = True
             else:
-                log.debug(event, url=settings.masked_broker_url, error=str(exc))
+                log.debug(event, url=connection.current_url, error=str(exc))
         else:
-            if warned:
-                log.info("broker connected", url=settings.masked_broker_url, role=role)
+            log.log(
+                logging.INFO if warned else logging.DEBUG,
+                "broker connected",
+                url=connection.current_url,
+                role=role,
+            )
             return connection
+        await within(1.0, connection.close(), "close failed connection")
+        if attempt % len(urls) != 0:
+            continue  # the next node at once; the backoff is per round
         if stop is not None:
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
@@ -73,22 +94,22 @@ async def connect_once(
 ) -> aio_pika.abc.AbstractConnection:
     """One plain connection for a command that must answer now (`status`): no retrying.
 
-    Raises :class:`BrokerUnavailable` with the URL (password masked) when the broker does not
-    answer within ``seconds``.
+    With several URLs, each is tried once, in this process's random order, ``seconds`` at
+    most each. Raises :class:`BrokerUnavailable` with the URLs (passwords masked) when none
+    answers.
     """
-    try:
-        return await asyncio.wait_for(
-            aio_pika.connect(
-                settings.broker_url,
-                client_properties={"connection_name": f"callback-fanout {role}"},
-            ),
-            seconds,
-        )
-    except Exception as exc:  # refused, unreachable, bad credentials, timed out
-        detail = mask_url(str(exc)) or type(exc).__name__
-        raise BrokerUnavailable(
-            f"cannot reach the broker at {settings.masked_broker_url}: {detail}"
-        ) from None
+    detail = ""
+    for url in shuffled(settings.broker_urls):
+        try:
+            return await asyncio.wait_for(
+                aio_pika.connect(
+                    url, client_properties={"connection_name": f"callback-fanout {role}"}
+                ),
+                seconds,
+            )
+        except Exception as exc:  # refused, unreachable, bad credentials, timed out
+            detail = mask_url(str(exc)) or type(exc).__name__
+    raise BrokerUnavailable(f"cannot reach the broker at {settings.masked_broker_url}: {detail}")
 
 
 async def within(seconds: float, step: Awaitable[object], what: str) -> None:

@@ -132,7 +132,7 @@ def configure_logging(settings: Settings) -> None:
     )
     # The AMQP client logs every reconnect attempt with a traceback; we say it once, clearly.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
-    for url in (settings.amqp_url, settings.redis_url):
+    for url in (*settings.amqp_url, settings.redis_url):
         password = urlsplit(url.get_secret_value()).password if url is not None else None
         if password:
             mask_values(password)

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,9 +21,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from shared.configfile import ConfigFile, key_of, secret_fields
 from shared.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "AutoBool", "Settings", "mask_url"]
+__all__ = ["DEFAULT_AMQP_URL", "ENV_PREFIX", "AutoBool", "Settings", "mask_url"]
 
 ENV_PREFIX = "CALLBACK_FANOUT_"
+DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 #: A switch that may also be left to the situation (``auto``).
 AutoBool = bool | Literal["auto"]
 
@@ -53,9 +55,17 @@ class Settings(BaseSettings):
         "override it).",
     )
     # Broker and naming
-    amqp_url: SecretStr = Field(
-        SecretStr("amqp://guest:guest@localhost:5672/"),
-        description="RabbitMQ URL (the password is masked wherever it is shown).",
+    amqp_url: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=lambda: [SecretStr(DEFAULT_AMQP_URL)],
+        description="RabbitMQ URL; several for a cluster (repeatable flag; comma separated in "
+        "the environment): each process starts on one of them in random order and moves to "
+        "the next when its node is lost (passwords are masked wherever they are shown).",
+    )
+    quorum_initial_group_size: int = Field(
+        3,
+        ge=1,
+        description="Members (RabbitMQ nodes) a quorum queue gets when it is first declared; "
+        "RabbitMQ caps it at the cluster's size, and it does not change existing queues.",
     )
     prefix: str = Field(
         "callbacks",
@@ -183,7 +193,13 @@ class Settings(BaseSettings):
     log_bodies: bool = Field(False, description="Log callback bodies (debug only).")
 
     @field_validator(
-        "consumers", "retry_delays", "tokens", "allowed_networks", "trusted_proxies", mode="before"
+        "amqp_url",
+        "consumers",
+        "retry_delays",
+        "tokens",
+        "allowed_networks",
+        "trusted_proxies",
+        mode="before",
     )
     @classmethod
     def _lists_from_csv(cls, value: object) -> object:
@@ -202,6 +218,17 @@ class Settings(BaseSettings):
                 "prefix must be 1-64 characters of letters, digits, '_', '-', '.', "
                 "starting with a letter or digit"
             )
+        return value
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _broker_urls(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if not value:
+            raise ValueError("at least one broker URL is needed")
+        for url in value:
+            problem = _url_problem(url.get_secret_value())
+            if problem:
+                raise ValueError(f"{mask_url(url.get_secret_value())}: {problem}")
         return value
 
     @field_validator("retry_delays")
@@ -244,14 +271,19 @@ class Settings(BaseSettings):
         return level
 
     @property
+    def broker_urls(self) -> list[str]:
+        """Every broker URL with its password, for the client library only."""
+        return [url.get_secret_value() for url in self.amqp_url]
+
+    @property
     def broker_url(self) -> str:
-        """The broker URL with its password, for the client library only."""
-        return self.amqp_url.get_secret_value()
+        """The first broker URL (for tools that talk to one node)."""
+        return self.broker_urls[0]
 
     @property
     def masked_broker_url(self) -> str:
-        """The broker URL safe to show: the password replaced by ``***``."""
-        return mask_url(self.broker_url)
+        """Every broker URL safe to show (passwords replaced by ``***``), comma separated."""
+        return ",".join(mask_url(url) for url in self.broker_urls)
 
     @classmethod
     def load(cls, *, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -304,6 +336,20 @@ class Settings(BaseSettings):
 def _message(err: Any) -> str:
     """pydantic's message without its ``Value error,`` preamble."""
     return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` is not a broker URL, or None."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("amqp", "amqps"):
+        return "a broker URL starts with amqp:// or amqps://"
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return "the port is not a number from 0 to 65535"
+    if not parts.hostname:
+        return "a broker URL names a host"
+    return None
 
 
 def mask_url(url: str) -> str:

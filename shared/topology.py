@@ -24,9 +24,13 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aio_pika.exceptions import ChannelPreconditionFailed
+
+from shared.logs import get_logger
 
 __all__ = [
     "DELIVERY_LIMIT",
+    "GROUP_SIZE",
     "ConsumerQueues",
     "Topology",
     "quorum_arguments",
@@ -37,15 +41,24 @@ __all__ = [
 #: hand-backs count too, so it is well above what a rolling restart or an outage costs.
 DELIVERY_LIMIT = 20
 
+#: The queue argument that places a new quorum queue's members on that many nodes.
+GROUP_SIZE = "x-quorum-initial-group-size"
+
+log = get_logger("topology")
+
 _DELAY_RE = re.compile(r"\.delay\.(\d+)ms$")
 _ROUTE_WORD = re.compile(r"^(\*|#|[A-Za-z0-9_\-]+)$")
 
 
 def quorum_arguments(
-    *, dead_letter_to: str | None = None, ttl_ms: int | None = None, delivery_limit: bool = True
+    *,
+    dead_letter_to: str | None = None,
+    ttl_ms: int | None = None,
+    delivery_limit: bool = True,
+    group_size: int = 3,
 ) -> dict[str, Any]:
     """Arguments of a durable quorum queue, optionally dead-lettering to another queue."""
-    args: dict[str, Any] = {"x-queue-type": "quorum"}
+    args: dict[str, Any] = {"x-queue-type": "quorum", GROUP_SIZE: group_size}
     if delivery_limit:
         args["x-delivery-limit"] = DELIVERY_LIMIT
     if dead_letter_to is not None:
@@ -85,6 +98,8 @@ class Topology:
     """Every name under one prefix, and the declarations that create them."""
 
     prefix: str
+    #: Members a quorum queue gets when it is created (RabbitMQ caps it at the cluster size).
+    group_size: int = 3
 
     @property
     def raw(self) -> str:
@@ -118,9 +133,10 @@ class Topology:
         Declaring a queue again with the same arguments is how its exact message count is
         read: quorum queues answer a passive declare from lagging metrics.
         """
-        parking = quorum_arguments(delivery_limit=False)
+        size = self.group_size
+        parking = quorum_arguments(delivery_limit=False, group_size=size)
         if queue == self.raw:
-            return quorum_arguments(dead_letter_to=self.unparsed)
+            return quorum_arguments(dead_letter_to=self.unparsed, group_size=size)
         if queue in (self.unparsed, self.unrouted) or queue.endswith(".dead"):
             return parking
         consumer_prefix = f"{self.prefix}.consumer."
@@ -130,13 +146,30 @@ class Topology:
         if delay:
             main = queue[: delay.start()]
             return quorum_arguments(
-                dead_letter_to=main, ttl_ms=int(delay.group(1)), delivery_limit=False
+                dead_letter_to=main,
+                ttl_ms=int(delay.group(1)),
+                delivery_limit=False,
+                group_size=size,
             )
-        return quorum_arguments(dead_letter_to=f"{queue}.dead")
+        return quorum_arguments(dead_letter_to=f"{queue}.dead", group_size=size)
 
     async def declare_queue(self, channel: AbstractChannel, queue: str) -> AbstractQueue:
-        """Declare one of this topology's queues (idempotent)."""
-        return await channel.declare_queue(queue, durable=True, arguments=self.arguments_of(queue))
+        """Declare one of this topology's queues (idempotent).
+
+        The group size only matters when a queue is created, but RabbitMQ (3.10 at least)
+        compares it with an existing queue's all the same. A queue created before the argument
+        was sent has none: it is declared again without it, and keeps its members.
+        """
+        arguments = self.arguments_of(queue)
+        try:
+            return await channel.declare_queue(queue, durable=True, arguments=arguments)
+        except ChannelPreconditionFailed as exc:
+            if GROUP_SIZE not in str(exc) or "current is none" not in str(exc):
+                raise
+        log.debug("queue predates the group size argument, declared without it", queue=queue)
+        await channel.reopen()
+        del arguments[GROUP_SIZE]
+        return await channel.declare_queue(queue, durable=True, arguments=arguments)
 
     async def message_count(self, channel: AbstractChannel, queue: str) -> int:
         """The exact number of ready messages in ``queue``."""

@@ -161,5 +161,5 @@ async def broker_proxy_settings(
     proxy = CuttableProxy(target.host or "127.0.0.1", target.port or 5672)
     await proxy.start()
     proxied = str(target.with_host("127.0.0.1").with_port(proxy.port))
-    yield settings.model_copy(update={"amqp_url": SecretStr(proxied)}), proxy
+    yield settings.model_copy(update={"amqp_url": [SecretStr(proxied)]}), proxy
     await proxy.close()

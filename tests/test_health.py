@@ -39,7 +39,7 @@ async def test_readyz_is_200_once_consuming_and_503_while_the_broker_is_unreacha
     port, dead_port = free_port(), free_port()
     up = await RoleProcess.start(role, settings, "--health-port", str(port), *extra)
     unreachable = settings.model_copy(
-        update={"amqp_url": SecretStr(f"amqp://guest:guest@127.0.0.1:{free_port()}/")}
+        update={"amqp_url": [SecretStr(f"amqp://guest:guest@127.0.0.1:{free_port()}/")]}
     )
     down = await RoleProcess.start(role, unreachable, "--health-port", str(dead_port), *extra)
     try:

@@ -44,7 +44,7 @@ class RouterService:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.topology = Topology(settings.prefix)
+        self.topology = Topology(settings.prefix, settings.quorum_initial_group_size)
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._events: AbstractExchange | None = None

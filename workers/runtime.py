@@ -189,7 +189,7 @@ class WorkerService:
 
     def __init__(self, settings: Settings, consumers: Sequence[LoadedConsumer]) -> None:
         self.settings = settings
-        self.topology = Topology(settings.prefix)
+        self.topology = Topology(settings.prefix, settings.quorum_initial_group_size)
         self.store = build_store(settings) if any(c.spec.dedupe for c in consumers) else None
         self.runners = [ConsumerRunner(c, settings, self.topology, self.store) for c in consumers]
         self._connection: AbstractRobustConnection | None = None

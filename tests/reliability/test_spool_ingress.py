@@ -259,7 +259,7 @@ async def test_a_body_the_broker_does_not_confirm_in_time_is_spooled_and_deliver
     await proxy.start()
     slow = settings.model_copy(
         update={
-            "amqp_url": SecretStr(str(target.with_host("127.0.0.1").with_port(proxy.port))),
+            "amqp_url": [SecretStr(str(target.with_host("127.0.0.1").with_port(proxy.port)))],
             "confirm_timeout": 1.0,
         }
     )

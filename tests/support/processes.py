@@ -45,7 +45,7 @@ class RoleProcess:
             "-m",
             "callback_fanout",
             role,
-            *("--amqp-url", settings.broker_url, "--prefix", settings.prefix),
+            *("--amqp-url", ",".join(settings.broker_urls), "--prefix", settings.prefix),
             *("--retry-delays", ",".join(str(d) for d in settings.retry_delays)),
             *("--shutdown-grace", str(settings.shutdown_grace)),
             "--no-entry-points",
