@@ -1,0 +1,258 @@
+"""The system on a three-node RabbitMQ cluster, under load, while nodes are killed (kill -9).
+
+One local cluster (``tests.support.cluster``) serves every test of this module. Each test
+runs an ingress, a router and a worker given all three URLs, keeps dozens of POSTs in flight,
+kills a node, lets it come back, and then checks the accounting: every 200 is delivered or
+parked, nothing is lost (duplicates counted apart), nothing is left on the queues, and the
+queues have their three members again. The figures are printed (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+from pydantic import SecretStr
+
+from shared.amqp import connect
+from shared.settings import Settings
+from tests.cluster.load import Load
+from tests.conftest import SEEDS
+from tests.support.broker import BrokerClient
+from tests.support.cluster import LocalCluster, Node
+from tests.support.system import Recorder, RunningSystem
+from tests.support.waiting import eventually
+
+pytestmark = [pytest.mark.broker, pytest.mark.cluster, pytest.mark.timeout(300)]
+
+OCR = (SEEDS / "ocr.1.xml").read_bytes()
+GARBAGE = b"<Response><JobsDetail>"  # parks in unparsed
+BODIES = [OCR] * 9 + [GARBAGE]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    with LocalCluster.started() as running:
+        yield running
+
+
+@pytest.fixture
+def cluster_settings(settings: Settings, cluster: LocalCluster) -> Settings:
+    return settings.model_copy(
+        update={"amqp_url": [SecretStr(u) for u in cluster.urls], "confirm_timeout": 3.0}
+    )
+
+
+@pytest.fixture
+async def cluster_broker(cluster_settings: Settings) -> AsyncIterator[BrokerClient]:
+    """The test's own client, failing over like the roles do."""
+    from shared.topology import Topology
+
+    connection = await connect(cluster_settings, role="test")
+    channel = await connection.channel()
+    client = BrokerClient(
+        cluster_settings.broker_url, Topology(cluster_settings.prefix), connection, channel
+    )
+    client.track(["everything"], cluster_settings.retry_delays)
+    yield client
+    await client.cleanup()
+
+
+@dataclass
+class Run:
+    """One system under load on the cluster."""
+
+    cluster: LocalCluster
+    settings: Settings
+    broker: BrokerClient
+    system: RunningSystem
+    everything: Recorder
+    load: Load
+
+    def node_of(self, role: str) -> Node:
+        """The node a role's connection is on now."""
+        return self.cluster.node_on_port(_connection_of(self.system, role).url.port or 0)
+
+    def roles_on(self, node: Node) -> list[str]:
+        return [r for r in ("ingress", "router", "worker") if self.node_of(r) is node]
+
+    async def failover_of(self, role: str, dead: Node, since: float) -> float:
+        """Seconds from ``since`` until ``role`` is connected to another node and ready."""
+
+        def moved() -> bool:
+            connection = _connection_of(self.system, role)
+            return (
+                connection.connected.is_set()
+                and self.node_of(role) is not dead
+                and _ready(self.system, role)
+            )
+
+        await eventually(moved, timeout=60, interval=0.02)
+        return time.monotonic() - since
+
+    async def delivered_after(self, since: float) -> float:
+        """Seconds from ``since`` until the worker handled an event accepted after it."""
+        loop = asyncio.get_running_loop()
+        offset = loop.time() - time.monotonic()
+        await eventually(lambda: any(c > since + offset for c in self.everything.calls), timeout=60)
+        return min(c for c in self.everything.calls if c > since + offset) - offset - since
+
+    async def settle(self, back: list[Node]) -> None:
+        """Stop the load, wait for the node(s) to rejoin, and check the accounting."""
+        await self.load.stop()
+        for node in back:
+            if node.process is None:  # killed: start it again; it rejoins by itself
+                await asyncio.to_thread(self.cluster.restart, node)
+        t = self.broker.topology
+        queue = t.consumer("everything", self.settings.retry_delays).main
+        everyone = {n.full_name for n in self.cluster.nodes}
+        await eventually(lambda: set(self.cluster.running_nodes(back[0])) == everyone, timeout=60)
+        accepted = self.load.accepted
+
+        async def all_accounted() -> bool:
+            delivered = {e.envelope.request_id for e in self.everything.events if e.envelope}
+            return len(delivered) + await self.broker.count(t.unparsed) >= len(accepted)
+
+        await eventually(all_accounted, timeout=90, interval=0.5)
+        await eventually(lambda: self.broker.count_is(t.raw, 0), timeout=30)
+        await eventually(lambda: self.broker.count_is(queue, 0), timeout=30)
+        delivered = {e.envelope.request_id for e in self.everything.events if e.envelope}
+        parked_ids = [m.message_id for m in await self.broker.take_all(t.unparsed)]
+        parked = set(parked_ids)
+        duplicates = len(self.everything.events) - len(delivered) + len(parked_ids) - len(parked)
+        lost = set(accepted) - delivered - parked
+        print(
+            f"accounting: posted={len(self.load.answers)} accepted={len(accepted)} "
+            f"delivered={len(delivered & set(accepted))} parked={len(parked & set(accepted))} "
+            f"duplicates={duplicates} lost={len(lost)} refused(503)={self.load.count(503)} "
+            f"no answer={self.load.count(0)} longest 503 stretch={self.load.longest_refusal():.2f}s "
+            f"slowest answer={self.load.slowest():.2f}s"
+        )
+        assert not lost
+        assert self.load.count(0) == 0  # the ingress always answered, never hung
+        assert self.load.slowest() < self.settings.confirm_timeout + 1.0
+        assert all(a.retry_after for a in self.load.answers if a.status == 503)
+        assert {s.status for s in self.load.answers} <= {200, 503}
+        for name in (t.raw, queue):  # the node is a member again: nothing left behind
+            await eventually(
+                lambda name=name: set(self.cluster.members_of(name, back[0])) == everyone,
+                timeout=30,
+            )
+
+
+def _connection_of(system: RunningSystem, role: str) -> AbstractRobustConnection:
+    services = {"ingress": system.ingress, "router": system.router, "worker": system.worker}
+    holder = services[role]
+    if role == "ingress":
+        assert system.ingress is not None
+        holder = system.ingress.publisher  # type: ignore[assignment]
+    connection = getattr(holder, "_connection", None)
+    assert connection is not None, f"{role} has no connection"
+    return connection  # type: ignore[no-any-return]
+
+
+def _ready(system: RunningSystem, role: str) -> bool:
+    if role == "ingress":
+        return system.ingress is not None and system.ingress.publisher.ready
+    service = system.router if role == "router" else system.worker
+    return service is not None and service.ready
+
+
+@pytest.fixture
+async def run(
+    cluster: LocalCluster, cluster_settings: Settings, cluster_broker: BrokerClient
+) -> AsyncIterator[Run]:
+    everything = Recorder("everything", ["TaskFinish.#"])
+    system = await RunningSystem.start(cluster_settings, [everything.loaded()])
+    load = Load(system.url, BODIES)
+    await load.start(system.http)
+    await eventually(lambda: len(load.accepted) > 100, timeout=30)
+    yield Run(cluster, cluster_settings, cluster_broker, system, everything, load)
+    await load.stop()
+    await system.stop()
+    for node in cluster.nodes:  # a failed test must not leave the next one a node short
+        if node.process is None:
+            await asyncio.to_thread(cluster.restart, node)
+
+
+async def test_killing_the_node_the_ingress_is_on_moves_it_to_another_and_loses_nothing(
+    run: Run,
+) -> None:
+    dead = run.node_of("ingress")
+    print(f"\nkilling {dead.full_name}; roles on it: {run.roles_on(dead)}")
+    on_it = run.roles_on(dead)
+    killed_at = time.monotonic()
+    run.cluster.kill(dead)
+    for role in on_it:
+        print(f"{role} ready on another node after {await run.failover_of(role, dead, killed_at):.2f}s")
+    print(f"first event handled after {await run.delivered_after(killed_at):.2f}s")
+    await asyncio.sleep(3)  # keep the load on the two remaining nodes for a while
+    await run.settle([dead])
+
+
+async def test_killing_the_leader_of_the_raw_queue_loses_nothing(run: Run) -> None:
+    raw = run.broker.topology.raw
+    dead = run.cluster.leader_of(raw)
+    print(f"\nkilling {dead.full_name}, leader of {raw}; roles on it: {run.roles_on(dead)}")
+    on_it = run.roles_on(dead)
+    killed_at = time.monotonic()
+    run.cluster.kill(dead)
+    for role in on_it:
+        print(f"{role} ready on another node after {await run.failover_of(role, dead, killed_at):.2f}s")
+    print(f"first event handled after {await run.delivered_after(killed_at):.2f}s")
+    await eventually(lambda: run.cluster.leader_of(raw) is not dead, timeout=30)
+    print(f"new leader of {raw}: {run.cluster.leader_of(raw).full_name}")
+    await asyncio.sleep(3)
+    await run.settle([dead])
+
+
+async def test_killing_the_leader_of_a_consumer_queue_loses_nothing(run: Run) -> None:
+    queue = run.broker.topology.consumer("everything", run.settings.retry_delays).main
+    dead = run.cluster.leader_of(queue)
+    print(f"\nkilling {dead.full_name}, leader of {queue}; roles on it: {run.roles_on(dead)}")
+    on_it = run.roles_on(dead)
+    killed_at = time.monotonic()
+    run.cluster.kill(dead)
+    for role in on_it:
+        print(f"{role} ready on another node after {await run.failover_of(role, dead, killed_at):.2f}s")
+    print(f"first event handled after {await run.delivered_after(killed_at):.2f}s")
+    await asyncio.sleep(3)
+    await run.settle([dead])
+
+
+async def test_losing_the_majority_makes_the_ingress_refuse_in_time_and_it_recovers_by_itself(
+    run: Run,
+) -> None:
+    first, second, survivor = run.cluster.nodes
+    accepted_before = len(run.load.accepted)
+    killed_at = time.monotonic()
+    run.cluster.kill(first)
+    run.cluster.kill(second)
+    await asyncio.sleep(6)  # the survivor pauses itself (pause_minority): no broker at all
+    during = [a for a in run.load.answers if a.at - a.took > killed_at + 1.0]
+    assert during, "no request was answered while the majority was down"
+    assert all(a.status == 503 and a.retry_after for a in during), {a.status for a in during}
+    assert max(a.took for a in during) < run.settings.confirm_timeout + 1.0
+    print(
+        f"\nmajority down: {len(during)} answered 503 within "
+        f"{max(a.took for a in during):.2f}s at most; accepted before: {accepted_before}"
+    )
+    back_at = time.monotonic()
+    await asyncio.gather(
+        asyncio.to_thread(run.cluster.restart, first),
+        asyncio.to_thread(run.cluster.restart, second),
+    )
+    print(f"nodes restarted in {time.monotonic() - back_at:.2f}s")
+
+    def answered_200_since(since: float) -> bool:
+        return any(a.status == 200 and a.at - a.took > since for a in run.load.answers)
+
+    await eventually(lambda: answered_200_since(time.monotonic() - 0.5), timeout=90)
+    print(f"ingress accepting again {time.monotonic() - back_at:.2f}s after the restart began")
+    assert survivor in run.cluster.live_nodes()
+    await asyncio.sleep(2)
+    await run.settle([first, second])
