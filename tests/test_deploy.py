@@ -46,14 +46,60 @@ def test_every_app_service_runs_an_existing_command_with_existing_settings() -> 
 
 
 def test_compose_holds_no_secret_and_no_guest_broker_user() -> None:
-    url = compose()["services"]["router"]["environment"]["CALLBACK_FANOUT_AMQP_URL"]
-    assert re.fullmatch(r"amqp://\$\{RABBITMQ_USER[^}]*\}:\$\{RABBITMQ_PASSWORD[^}]*\}@.+", url)
+    urls = compose()["services"]["router"]["environment"]["CALLBACK_FANOUT_AMQP_URL"]
+    for url in urls.split(","):
+        assert re.fullmatch(r"amqp://\$\{RABBITMQ_USER[^}]*\}:\$\{RABBITMQ_PASSWORD[^}]*\}@.+", url)
     broker_env = compose()["services"]["rabbitmq"]["environment"]
     assert broker_env["RABBITMQ_DEFAULT_USER"].startswith("${RABBITMQ_USER:?")  # required
     assert broker_env["RABBITMQ_DEFAULT_PASS"].startswith("${RABBITMQ_PASSWORD:?")
     ingress = compose()["services"]["ingress"]
     assert ingress["environment"]["CALLBACK_FANOUT_TOKEN_FILE"].startswith("/run/secrets/")
     assert compose()["secrets"]["fanout_tokens"] == {"environment": "FANOUT_TOKENS"}
+    assert compose()["secrets"]["rabbitmq_cookie"] == {"environment": "RABBITMQ_COOKIE"}
+
+
+NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
+
+
+def test_the_cluster_profile_adds_two_nodes_that_join_the_first_by_configuration() -> None:
+    services = compose()["services"]
+    assert "profiles" not in services["rabbitmq"]  # the default deployment keeps its node
+    conf = (ROOT / "deploy" / "rabbitmq-cluster.conf").read_text()
+    assert "cluster_formation.peer_discovery_backend = classic_config" in conf
+    for node in NODES:
+        service = services[node]
+        assert service["hostname"] == node
+        assert f"= rabbit@{node}\n" in conf
+        assert service["secrets"] == ["rabbitmq_cookie"]  # one cookie, from a secret
+        assert "/run/secrets/rabbitmq_cookie" in " ".join(service["entrypoint"])
+        assert service["healthcheck"]["test"]
+        assert "pause_minority" in service["environment"]["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
+    volumes = [v.split(":")[0] for n in NODES for v in services[n]["volumes"] if "-data" in v]
+    assert len(set(volumes)) == 3  # a volume of its own each
+    for node in NODES[1:]:
+        assert services[node]["profiles"] == ["cluster"]
+        assert any(
+            v.endswith(":/etc/rabbitmq/conf.d/20-cluster.conf:ro")
+            for v in services[node]["volumes"]
+        )
+
+
+def test_every_role_is_given_the_three_nodes() -> None:
+    services = compose()["services"]
+    for name in APP_SERVICES:
+        urls = services[name]["environment"]["CALLBACK_FANOUT_AMQP_URL"]
+        filled = urls.replace("${RABBITMQ_USER:?set RABBITMQ_USER}", "u").replace(
+            "${RABBITMQ_PASSWORD:?set RABBITMQ_PASSWORD}", "p"
+        )
+        filled = filled.replace("${RABBITMQ_USER}", "u").replace("${RABBITMQ_PASSWORD}", "p")
+        settings = Settings.load(amqp_url=filled)
+        hosts = [url.split("@")[1].split(":")[0] for url in settings.broker_urls]
+        assert hosts == list(NODES), name
+        for node in NODES[1:]:  # waits for the extra nodes only when they are started
+            assert services[name]["depends_on"][node] == {
+                "condition": "service_healthy",
+                "required": False,
+            }
 
 
 def test_the_image_runs_the_command_and_ships_every_package() -> None:

@@ -129,7 +129,11 @@ class RouterService:
             task = asyncio.create_task(self._route_lone(body))
             task.add_done_callback(lambda _: self._slots.release())
             routing.append(task)
-        await asyncio.gather(*routing)
+        # Every task is awaited (none left with an unretrieved error), then the first error.
+        results = await asyncio.gather(*routing, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _route_lone(self, message: AbstractIncomingMessage) -> None:
         """Parse one lone body and publish its events, or park it; confirmed either way."""

@@ -49,7 +49,10 @@ class Load:
             start = time.monotonic()
             try:
                 async with http.post(
-                    self.url, data=body, headers={"Content-Type": "application/xml"}, timeout=timeout
+                    self.url,
+                    data=body,
+                    headers={"Content-Type": "application/xml"},
+                    timeout=timeout,
                 ) as response:
                     await response.read()
                     answer = Answer(
