@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
-from aio_pika.abc import AbstractRobustConnection
 from pydantic import SecretStr
 
 from shared.amqp import connect
+from shared.failover import FailoverConnection
 from shared.settings import Settings
 from tests.cluster.load import Load
 from tests.conftest import SEEDS
@@ -164,15 +164,15 @@ class Run:
             await eventually(members_back, timeout=30)
 
 
-def _connection_of(system: RunningSystem, role: str) -> AbstractRobustConnection:
+def _connection_of(system: RunningSystem, role: str) -> FailoverConnection:
     services = {"ingress": system.ingress, "router": system.router, "worker": system.worker}
     holder = services[role]
     if role == "ingress":
         assert system.ingress is not None
         holder = system.ingress.publisher  # type: ignore[assignment]
-    connection = getattr(holder, "_connection", None)
-    assert connection is not None, f"{role} has no connection"
-    return connection  # type: ignore[no-any-return]
+    connection = getattr(holder, "_connection", None)  # private: which node it is on
+    assert isinstance(connection, FailoverConnection), f"{role} has no connection"
+    return connection
 
 
 def _ready(system: RunningSystem, role: str) -> bool:
