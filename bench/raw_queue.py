@@ -24,7 +24,7 @@ import aio_pika
 
 from ingress.publisher import AmqpPublisher
 from shared.batchformat import RawMeta
-from shared.settings import Settings
+from shared.settings import Settings, mask_url
 from shared.topology import Topology
 
 BODY = (Path(__file__).resolve().parent.parent / "tests/fixtures/seeds/ocr.1.xml").read_bytes()
@@ -79,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     with brokers(args) as urls:
         bodies, messages = asyncio.run(measure(urls, args.seconds, args.senders))
-    where = "3-node local cluster" if args.local_cluster else args.amqp_url
+    where = "3-node local cluster" if args.local_cluster else mask_url(args.amqp_url)
     print(f"{where}: {bodies:,.0f} bodies/s in {messages:,.0f} messages/s through one raw queue")
 
 
