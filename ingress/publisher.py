@@ -16,10 +16,11 @@ import contextlib
 from dataclasses import dataclass
 from typing import Protocol
 
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractQueue, AbstractRobustConnection
 
 from shared.amqp import connect, within
 from shared.batchformat import RawMeta, batch_message
+from shared.confirms import RenewingChannel
 from shared.errors import BrokerUnavailable
 from shared.logs import get_logger
 from shared.settings import Settings
@@ -79,7 +80,7 @@ class AmqpPublisher:
         self._settings = settings
         self._topology = Topology(settings.prefix, settings.quorum_initial_group_size)
         self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractChannel | None = None
+        self._publishing: RenewingChannel[AbstractQueue] | None = None
         self._declared = False
         self._max_bytes = max_batch_bytes
         self._max_count = max_batch_count
@@ -94,17 +95,17 @@ class AmqpPublisher:
 
     @property
     def ready(self) -> bool:
-        channel = self._channel
+        channel = self._publishing.channel if self._publishing is not None else None
         return self._declared and channel is not None and not channel.is_closed
 
     async def start(self, stop: asyncio.Event | None = None) -> None:
         """Connect (retrying until the broker answers) and declare the raw queue."""
         self._loop = asyncio.get_running_loop()  # asked once: each call costs a syscall
         self._connection = await connect(self._settings, role="ingress", stop=stop)
-        self._channel = await self._connection.channel(
-            publisher_confirms=True, on_return_raises=True
+        self._publishing = RenewingChannel(
+            self._connection, self._topology.declare_ingress, what="ingress"
         )
-        await self._topology.declare_ingress(self._channel)
+        await self._publishing.open()
         self._declared = True
         log.info("ingress publisher ready", queue=self._topology.raw)
 
@@ -149,7 +150,8 @@ class AmqpPublisher:
             self._flush()
 
     async def _send(self, batch: list[_Waiting]) -> None:
-        channel = self._channel
+        publishing = self._publishing
+        channel = publishing.channel if publishing is not None else None
         loop = self._loop
         assert loop is not None
         # The oldest body of the batch has already waited; the confirm gets what remains.
@@ -174,6 +176,8 @@ class AmqpPublisher:
             error = BrokerUnavailable("broker did not confirm in time")
         except Exception as exc:  # refused, returned, channel gone: not durable
             error = BrokerUnavailable(f"broker refused the message: {exc!r}")
+            if publishing is not None:
+                publishing.refused(exc)  # a nack: this channel may be stale
         except BaseException:  # cancelled: no request may wait for an answer that never comes
             error = BrokerUnavailable("publish cancelled")
             raise
@@ -202,7 +206,9 @@ class AmqpPublisher:
             if not waiting.done.done():
                 waiting.done.set_exception(BrokerUnavailable("ingress shutting down"))
         self._waiting.clear()
+        if self._publishing is not None:
+            await within(5.0, self._publishing.close(), "close channel")
+            self._publishing = None
         if self._connection is not None:
             await within(5.0, self._connection.close(), "close connection")
             self._connection = None
-            self._channel = None

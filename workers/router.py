@@ -25,6 +25,7 @@ from aio_pika.abc import (
 
 from shared.amqp import connect, within
 from shared.callbacks.parser import parse_callback
+from shared.confirms import RenewingChannel
 from shared.errors import ParseError
 from shared.logs import get_logger
 from shared.settings import Settings
@@ -46,8 +47,8 @@ class RouterService:
         self.settings = settings
         self.topology = Topology(settings.prefix, settings.quorum_initial_group_size)
         self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractChannel | None = None
-        self._events: AbstractExchange | None = None
+        self._channel: AbstractChannel | None = None  # consumes the raw queue
+        self._publishing: RenewingChannel[AbstractExchange] | None = None  # events, parking
         self._raw: AbstractQueue | None = None
         self._tag: str | None = None
         self._stopping = False
@@ -68,7 +69,13 @@ class RouterService:
         self._connection = await connect(self.settings, role="router", stop=self._stop)
         channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         await channel.set_qos(prefetch_count=self.settings.router_prefetch)
-        self._raw, self._events = await self.topology.declare_router(channel)
+        self._raw, _ = await self.topology.declare_router(channel)
+        # Events and parked bodies go out on a channel of their own, renewed after a nack
+        # (shared.confirms); a raw body is acked on its own channel once they are confirmed.
+        self._publishing = RenewingChannel(
+            self._connection, self.topology.declare_events, what="router"
+        )
+        await self._publishing.open()
         self._channel = channel
         self._tag = await self._raw.consume(self._on_message)
         log.info("router consuming", queue=self.topology.raw)
@@ -107,6 +114,8 @@ class RouterService:
                 await self._route_all(bodies)
         except Exception as exc:
             # Not confirmed: hand the body back; the broker's delivery limit stops a loop.
+            if self._publishing is not None:
+                self._publishing.refused(exc)
             log.warning("publish failed, requeued", request_id=message.message_id, error=repr(exc))
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
@@ -137,7 +146,8 @@ class RouterService:
 
     async def _route_lone(self, message: AbstractIncomingMessage) -> None:
         """Parse one lone body and publish its events, or park it; confirmed either way."""
-        assert self._events is not None
+        assert self._publishing is not None
+        exchange = self._publishing.declared
         try:
             events = parse_callback(
                 message.body,
@@ -154,23 +164,26 @@ class RouterService:
             await self._park(message, f"parser crashed: {exc!r}", None)
             return
         publishing = [
-            self._events.publish(event_message(ev, i), routing_key=ev.routing_key)
+            exchange.publish(event_message(ev, i), routing_key=ev.routing_key)
             for i, ev in enumerate(events)
         ]
         if len(publishing) == 1:  # most callbacks carry one job: no task for the gather
             await publishing[0]
         else:
-            await asyncio.gather(*publishing)
+            for result in await asyncio.gather(*publishing, return_exceptions=True):
+                if isinstance(result, BaseException):
+                    raise result
         log.debug("routed", request_id=message.message_id, events=len(events))
 
     async def _park(
         self, message: AbstractIncomingMessage, reason: str, location: str | None
     ) -> None:
-        assert self._channel is not None
+        channel = self._publishing.channel if self._publishing is not None else None
+        assert channel is not None
         headers: HeadersType = {"x-parse-error": reason[:2000]}
         if location:
             headers["x-parse-location"] = location
-        await self._channel.default_exchange.publish(
+        await channel.default_exchange.publish(
             parked_copy(message, headers), routing_key=self.topology.unparsed
         )
         log.warning(
