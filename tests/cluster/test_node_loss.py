@@ -18,7 +18,10 @@ from dataclasses import dataclass
 import pytest
 from pydantic import SecretStr
 
+from ingress.publisher import AmqpPublisher
 from shared.amqp import connect
+from shared.batchformat import RawMeta
+from shared.errors import BrokerUnavailable
 from shared.failover import FailoverConnection
 from shared.settings import Settings
 from tests.cluster.load import Load
@@ -283,3 +286,44 @@ async def test_losing_the_majority_makes_the_ingress_refuse_in_time_and_it_recov
     assert survivor in run.cluster.live_nodes()
     await asyncio.sleep(2)
     await run.settle([first, second])
+
+
+async def test_a_publisher_on_the_dead_leaders_node_is_refused_for_a_second_not_until_restart(
+    cluster: LocalCluster, cluster_settings: Settings, cluster_broker: BrokerClient
+) -> None:
+    """On 3.10 the channel restored right after the leader died was nacked for good; a nack
+    now renews it (shared.confirms). The raw queue's leader is the node that declared it."""
+    publisher = AmqpPublisher(cluster_settings)
+    await publisher.start()
+    raw = cluster_broker.topology.raw
+    dead = await asyncio.to_thread(cluster.leader_of, raw)
+    answers: list[tuple[float, bool]] = []
+    stop = time.monotonic() + 12
+
+    async def send(i: int) -> None:
+        n = 0
+        while time.monotonic() < stop:
+            n += 1
+            meta = RawMeta(f"{i}-{n}", time.time(), "application/xml", "127.0.0.1")
+            try:
+                await publisher.publish(OCR, meta)
+            except BrokerUnavailable:
+                answers.append((time.monotonic(), False))
+            else:
+                answers.append((time.monotonic(), True))
+            await asyncio.sleep(0.02)
+
+    senders = [asyncio.create_task(send(i)) for i in range(32)]
+    try:
+        await asyncio.sleep(2)
+        killed_at = time.monotonic()
+        await asyncio.to_thread(cluster.kill, dead)
+        await asyncio.gather(*senders)
+    finally:
+        await publisher.close()
+        await asyncio.to_thread(cluster.restart, dead)
+    refused = [at - killed_at for at, ok in answers if not ok and at > killed_at]
+    accepted_late = [at for at, ok in answers if ok and at > killed_at + 5]
+    print(f"\nrefused {len(refused)} in the {max(refused, default=0):.2f}s after the kill")
+    assert accepted_late, "the publisher never published again"
+    assert max(refused, default=0) < 5.0
