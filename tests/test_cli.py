@@ -112,3 +112,69 @@ async def test_an_unreachable_broker_is_said_once_with_the_url_masked_and_retrie
     assert all(a["url"] == said[0]["url"] for a in attempts)
     assert b"Traceback" not in printed + rest
     assert b"s3cret-pw" not in printed + rest
+
+
+def test_several_broker_urls_come_from_a_repeated_flag_or_a_comma_separated_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parser = _build_parser()
+    args = parser.parse_args(
+        ["router", "--amqp-url", "amqp://u:p@n1:5672/", "--amqp-url", "amqp://u:p@n2:5673/"]
+    )
+    assert Settings.load(amqp_url=args.amqp_url).broker_urls == [
+        "amqp://u:p@n1:5672/",
+        "amqp://u:p@n2:5673/",
+    ]
+    monkeypatch.setenv("CALLBACK_FANOUT_AMQP_URL", "amqp://u:p1@n1/, amqp://u:p2@n2/")
+    settings = Settings.load()
+    assert settings.broker_urls == ["amqp://u:p1@n1/", "amqp://u:p2@n2/"]
+    assert settings.masked_broker_url == "amqp://u:***@n1/,amqp://u:***@n2/"
+    assert Settings.load(amqp_url="amqp://one@host/").broker_urls == ["amqp://one@host/"]
+
+
+@pytest.mark.parametrize(
+    ("urls", "problem"),
+    [
+        ("amqp://u:s3cret-pw@n1/,http://u:s3cret-pw@n2/", "starts with amqp:// or amqps://"),
+        ("amqp://u:s3cret-pw@n1:99999/", "port is not a number"),
+        ("amqp://u:s3cret-pw@/", "names a host"),
+        (",", "at least one broker URL"),
+    ],
+)
+def test_a_bad_broker_url_is_one_clear_line_without_its_password(
+    capsys: pytest.CaptureFixture[str], urls: str, problem: str
+) -> None:
+    assert main(["router", "--amqp-url", urls]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("callback-fanout: invalid settings: amqp_url:")
+    assert problem in err
+    assert "s3cret-pw" not in err
+    assert "\n" not in err
+
+
+async def test_with_every_node_unreachable_it_says_so_once_naming_them_all_masked() -> None:
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "callback_fanout", "router", "--prefix", "unreachable"),
+        *("--amqp-url", "amqp://fanout:first-pw@127.0.0.1:1/"),
+        *("--amqp-url", "amqp://fanout:second-pw@127.0.0.1:2/", "--no-log-json"),
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stderr is not None
+    try:
+        line = b""
+        while b"broker unreachable" not in line:
+            line = await asyncio.wait_for(process.stderr.readline(), 20)
+            assert line, "the router exited instead of retrying"
+        text = line.decode()
+        assert "amqp://fanout:***@127.0.0.1:1/" in text
+        assert "amqp://fanout:***@127.0.0.1:2/" in text
+        await asyncio.sleep(1.0)
+        assert process.returncode is None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        rest = await asyncio.wait_for(process.stderr.read(), 20)
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+    assert b"broker unreachable" not in rest  # said once
+    assert b"first-pw" not in line + rest
+    assert b"second-pw" not in line + rest
