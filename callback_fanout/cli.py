@@ -229,7 +229,7 @@ async def _status(args: argparse.Namespace, settings: Settings, out: TextIO | No
                 check_readiness(urls),
                 collect(
                     connection,
-                    Topology(settings.prefix),
+                    Topology(settings.prefix, settings.quorum_initial_group_size),
                     refs,
                     management=management_for(settings),
                     window=args.window,
