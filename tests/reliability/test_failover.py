@@ -15,7 +15,8 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 from yarl import URL
 
-from shared.amqp import connect
+from shared.amqp import connect, connect_once
+from shared.errors import BrokerUnavailable
 from shared.failover import FailoverConnection, shuffled
 from shared.settings import Settings
 from tests.support.broker import BrokerClient
@@ -91,3 +92,19 @@ def test_each_process_takes_the_urls_in_an_order_of_its_own() -> None:
     orders = {tuple(shuffled(urls)) for _ in range(200)}
     assert len(orders) == 6  # every order happens: replicas spread over the nodes
     assert all(sorted(order) == urls for order in orders)
+
+
+async def test_a_command_that_answers_now_tries_each_url_once(
+    settings: Settings, amqp_url: str
+) -> None:
+    dead = through(amqp_url, free_port())
+    chosen = settings.model_copy(update={"amqp_url": [dead, SecretStr(amqp_url)]})
+    for _ in range(4):  # whichever order comes up
+        connection = await connect_once(chosen, role="test", seconds=2)
+        await connection.close()
+    other = SecretStr("amqp://u:n0t-shown@127.0.0.1:1/")
+    nowhere = settings.model_copy(update={"amqp_url": [dead, other]})
+    with pytest.raises(BrokerUnavailable) as refused:
+        await connect_once(nowhere, role="test", seconds=2)
+    assert "amqp://u:***@127.0.0.1:1/" in str(refused.value)
+    assert "n0t-shown" not in str(refused.value)
