@@ -116,7 +116,8 @@ async def handle_delivery(
             reason = "the same event is being handled"
             return _failed(policy, event, attempt, attempts_done, reason)
     try:
-        await asyncio.wait_for(consumer.handle(event), timeout=policy.timeout)
+        async with asyncio.timeout(policy.timeout):  # no task of its own, unlike wait_for
+            await consumer.handle(event)
     except asyncio.CancelledError:
         raise  # cut off at shutdown: the claim expires after its hold, the broker redelivers
     except Exception as exc:

@@ -26,6 +26,7 @@ from shared.amqp import connect, within
 from shared.logs import get_logger
 from shared.settings import Settings
 from shared.topology import ConsumerQueues, Topology
+from workers.acks import AckGroup
 from workers.consumer import LoadedConsumer
 from workers.dedupe import DedupeStore, build_store
 from workers.envelope import parked_copy
@@ -53,6 +54,7 @@ class ConsumerRunner:
     _tag: str | None = None
     _stopping: bool = False
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
+    _acks: AckGroup = field(default_factory=AckGroup)
 
     def __post_init__(self) -> None:
         self.handling = ConsumerPolicy.for_consumer(self.consumer.spec, self.settings)
@@ -91,7 +93,9 @@ class ConsumerRunner:
         )
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._acks.received(message)
         if self._stopping:
+            self._acks.settled(message)
             await message.nack(requeue=True)  # prefetched, not started: hand it back
             return
         task = asyncio.current_task()
@@ -105,6 +109,7 @@ class ConsumerRunner:
             # A retry or park that could not be published (broker, dedupe store): hand the
             # message back now rather than hold it unacked on a live channel.
             log.warning("could not settle message, requeued", error=describe(exc))
+            self._acks.settled(message)
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
         finally:
@@ -122,10 +127,10 @@ class ConsumerRunner:
             self.consumer, self.handling, message.body, done, self.dedupe
         )
         if outcome.kind == "handled":
-            await message.ack()
+            self._acks.ack(message)
             log.debug("handled", elapsed=round(time.monotonic() - started, 4))
         elif outcome.kind == "duplicate":
-            await message.ack()
+            self._acks.ack(message)
             assert outcome.event is not None
             log.info("duplicate dropped", idempotency_key=outcome.event.idempotency_key)
         elif outcome.kind == "retried":
@@ -141,7 +146,7 @@ class ConsumerRunner:
             parked_copy(message, {ATTEMPTS_HEADER: outcome.attempts, "x-last-error": error[:4000]}),
             routing_key=self.queues.delay_queue(outcome.delay),
         )
-        await message.ack()
+        self._acks.ack(message)
         log.warning("handler failed, will retry", error=error, retry_in=outcome.delay)
 
     async def _dead(self, message: AbstractIncomingMessage, attempt: int, error: str) -> None:
@@ -159,7 +164,7 @@ class ConsumerRunner:
             ),
             routing_key=self.queues.dead,
         )
-        await message.ack()
+        self._acks.ack(message)
         log.error("event parked in dead queue", error=error, queue=self.queues.dead)
 
     async def stop(self, grace: float) -> None:
@@ -176,6 +181,7 @@ class ConsumerRunner:
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
                 log.warning("handlers cut off at shutdown", consumer=self.name, count=len(pending))
+        await self._acks.drain()
         with contextlib.suppress(Exception):
             await self.consumer.shutdown()
         if self._channel is not None:
