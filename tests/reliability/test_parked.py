@@ -119,6 +119,9 @@ async def test_replay_sends_a_dead_event_back_to_its_consumer_with_attempts_rese
     await eventually(lambda: len(doomed.events) == 1)
     assert len(doomed.calls) == calls_before + 1  # first attempt again, not attempt 3
     assert doomed.events[0].job_id == "a3c193f288b2c11eeb60f39de2f86f409"
+    envelope = doomed.events[0].envelope
+    assert envelope is not None
+    assert envelope.raw_body == (SEEDS / "ocr.1.xml").read_bytes()  # byte for byte
     assert await broker.count(dead) == 0
 
 

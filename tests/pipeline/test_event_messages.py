@@ -1,0 +1,140 @@
+"""The event message between router and worker: what consumers see, exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import aio_pika
+import pytest
+
+from shared.callbacks.events import CallbackEvent
+from shared.callbacks.parser import parse_callback
+from shared.settings import Settings
+from tests.conftest import SEEDS, StartSystem
+from tests.support.broker import BrokerClient
+from tests.support.system import Recorder, RunningSystem
+from tests.support.waiting import eventually
+from workers import consumer
+from workers.consumer import LoadedConsumer
+
+pytestmark = pytest.mark.broker
+
+OCR_XML = SEEDS / "ocr.1.xml"
+WATERMARK_JSON = SEEDS / "digital-watermark.1.json"
+
+
+def parsed_again(event: CallbackEvent) -> CallbackEvent:
+    """The event the router parsed: the same raw body parsed again with the same envelope."""
+    envelope = event.envelope
+    assert envelope is not None
+    events = parse_callback(
+        envelope.raw_body,
+        content_type=envelope.content_type,
+        headers=envelope.headers,
+        envelope=envelope,
+    )
+    return events[event.job_index]
+
+
+async def test_a_consumer_receives_the_event_the_router_parsed_with_the_raw_body_exact(
+    start_system: StartSystem,
+) -> None:
+    everything = Recorder("everything", ["#"])
+    system = await start_system([everything])
+    sent = {
+        OCR_XML.read_bytes(): "application/xml",
+        WATERMARK_JSON.read_bytes(): "application/json",
+    }
+    for body, content_type in sent.items():
+        assert (await system.post(body, content_type)).status == 200
+    await eventually(lambda: len(everything.events) == 2)
+    for event in everything.events:
+        assert event.envelope is not None
+        assert event.envelope.raw_body in sent
+        assert sent[event.envelope.raw_body] == event.envelope.content_type
+        assert event == parsed_again(event)
+    assert {type(e.operation).__name__ for e in everything.events} == {
+        "ImageOCROperation",
+        "DigitalWatermarkOperation",
+    }
+
+
+async def test_an_event_message_is_the_events_json_as_other_languages_read_it(
+    start_system: StartSystem, broker: BrokerClient
+) -> None:
+    system = await start_system(worker=False)  # nobody bound: the event lands in unrouted
+    seed = OCR_XML.read_bytes()
+    assert (await system.post(seed)).status == 200
+    await eventually(lambda: broker.count_is(broker.topology.unrouted, 1))
+    [message] = await broker.take_all(broker.topology.unrouted)
+    assert message.content_type == "application/json"
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    event = CallbackEvent.model_validate_json(message.body)
+    assert event.envelope is not None
+    assert event.envelope.raw_body == seed
+    assert event == parsed_again(event)
+    assert message.message_id == f"{event.envelope.request_id}.0"
+    headers = dict(message.headers or {})
+    headers.pop("x-delivery-count", None)  # the quorum queue's own
+    assert headers == {
+        "x-idempotency-key": event.idempotency_key,
+        "x-request-id": event.envelope.request_id,
+        "x-routing-key": event.routing_key,
+    }
+
+
+async def test_a_worker_handles_an_event_message_published_by_another_client(
+    start_system: StartSystem, broker: BrokerClient
+) -> None:
+    """The event's JSON through aio-pika, not the router: the worker reads it the same."""
+    ocr = Recorder("ocr", ["TaskFinish.ImageOCR.*"])
+    system = await start_system([ocr], ingress=False, router=False)
+    [event] = parse_callback(OCR_XML.read_bytes())
+    old = aio_pika.Message(
+        event.model_dump_json().encode(),
+        content_type="application/json",
+        message_id="elsewhere.0",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers={"x-idempotency-key": event.idempotency_key, "x-routing-key": event.routing_key},
+    )
+    exchange = await broker.channel.get_exchange(system.settings.prefix + ".events")
+    await exchange.publish(old, routing_key=event.routing_key)
+    await eventually(lambda: len(ocr.events) == 1)
+    assert ocr.events == [event]
+
+
+async def test_every_handled_event_is_acked_when_handlers_finish_out_of_order(
+    settings: Settings, broker: BrokerClient
+) -> None:
+    """Acks go in groups; none covers an event still being handled, none is left out."""
+    rng = random.Random(15)
+    handled: list[str] = []
+
+    @consumer(name="jittery", routes=["TaskFinish.#"], concurrency=16)
+    async def jittery(event: CallbackEvent) -> None:
+        await asyncio.sleep(rng.random() * 0.05)
+        handled.append(event.idempotency_key)
+
+    broker.track(["jittery"], settings.retry_delays)
+    loaded = LoadedConsumer.from_target(jittery, "test:jittery")
+    system = await RunningSystem.start(settings, [loaded], ingress=False, router=False)
+    try:
+        [template] = parse_callback(OCR_XML.read_bytes())
+        exchange = await broker.channel.get_exchange(settings.prefix + ".events")
+        for i in range(60):
+            event = template.model_copy(update={"idempotency_key": f"key-{i:02d}"})
+            message = aio_pika.Message(
+                event.model_dump_json().encode(),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            )
+            await exchange.publish(message, routing_key=event.routing_key)
+        await eventually(lambda: len(handled) == 60)
+    finally:
+        await system.stop()  # anything not acked is now ready on the queue again
+    assert handled != sorted(handled)  # they did finish out of order
+    assert sorted(handled) == [f"key-{i:02d}" for i in range(60)]
+    await asyncio.sleep(0.5)
+    main = broker.topology.consumer("jittery", settings.retry_delays).main
+    assert await broker.count(main) == 0
