@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from pydantic.fields import FieldInfo
 
+from shared.collector import tune_collector
 from shared.errors import ConfigError, FanoutError, ParseError
 from shared.logs import configure_logging, get_logger
 from shared.service import Service, run_until_stopped
@@ -426,6 +427,7 @@ def _schema(settings: Settings, *, asyncapi: bool) -> int:
 
 def _run(command: str, settings: Settings) -> int:
     services = _services(command, settings)
+    tune_collector()
     try:
         import uvloop
     except ImportError:
