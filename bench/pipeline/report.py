@@ -251,6 +251,8 @@ def targets(results: dict[str, Any]) -> list[str]:
 
 
 def plot(results: dict[str, Any], paths: Sequence[Path]) -> None:
+    if "saturation" not in results:
+        return  # latency against offered rate: the HTTP section's
     import matplotlib
 
     matplotlib.use("Agg")
