@@ -30,7 +30,7 @@ lint: venv ## ruff and mypy (strict)
 
 check: lint test ## what CI runs
 
-bench: venv ## ingress against baselines (RabbitMQ + wrk), ~8 min; ARGS=--quick for ~2 min
+bench: venv ## ingress, router, worker against baselines, ~10 min; ARGS=--quick ~3 min, ARGS="--section e2e" one part
 	$(PY) bench/ingress_bench.py $(ARGS)
 
 bench-builtins: venv ## built-in consumers: archive (PostgreSQL) and forward events/s, ~2 min
