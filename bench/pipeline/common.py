@@ -54,7 +54,7 @@ OURS = "callback-fanout ingress"
 
 
 #: The sections, in the order a full run takes them (``--section`` picks some).
-SECTIONS = ("http", "e2e", "roles", "router", "backlog", "parser")
+SECTIONS = ("http", "pinned", "e2e", "roles", "router", "backlog", "parser")
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,13 @@ class Load:
     cpu: dict[str, float | None] = field(default_factory=dict)  # CpuMeter.per_request
 
 
-def run_wrk(wrk: str, url: str, seconds: float) -> Load:
-    """wrk at saturation: 1 thread, 32 connections, the seed POSTed by ``bench/post.lua``."""
-    argv = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--timeout", "10s"]
+def run_wrk(wrk: str, url: str, seconds: float, cpu: int | None = None) -> Load:
+    """wrk at saturation: 1 thread, 32 connections, the seed POSTed by ``bench/post.lua``.
+
+    ``cpu`` pins wrk to that core (``taskset``).
+    """
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    argv = [*pin, wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--timeout", "10s"]
     argv += ["-s", str(LUA), url, "--", str(SEED), "application/xml"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True)
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON "))

@@ -57,6 +57,7 @@ def report(results: dict[str, Any]) -> str:
         lines.append("```")
         lines += results["parser"]
         lines.append("```")
+    lines += pinned_lines(results)
     lines += roles_lines(results)
     lines += scaling_lines(results)
     if "saturation" in results:
@@ -432,3 +433,40 @@ def drain_targets(results: dict[str, Any]) -> list[str]:
     if not out:
         return []
     return ["", "Targets (issue 15), from this run:", "", *[f"- {line}" for line in out]]
+
+
+def pinned_lines(results: dict[str, Any]) -> list[str]:
+    """The ingress and the no-op server, each alone on one core; targets 0.6x and 1.6x."""
+    p = results.get("pinned")
+    if not p or NOOP not in p or OURS not in p:
+        return []
+    noop, ours = p[NOOP], p[OURS]
+    ratio = ours["throughput"] / noop["throughput"]
+    out = [
+        "",
+        f"Each server alone on CPU {p['server_cpu']}, wrk on CPU {p['load_cpu']} (taskset; "
+        "the shared broker not pinned), median of interleaved rounds:",
+        "",
+        "| server | req/s | x no-op | server CPU us/req | x no-op's CPU | non-2xx |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in ((NOOP, noop), (OURS, ours)):
+        cpu, base = row["server_cpu_us"], noop["server_cpu_us"]
+        cpu_cell = "-" if cpu is None else f"{cpu:.0f}"
+        cpu_ratio = "-" if cpu is None or not base else f"{cpu / base:.2f}"
+        out.append(
+            f"| {name} | {row['throughput']:,.0f} | {row['throughput'] / noop['throughput']:.2f} "
+            f"| {cpu_cell} | {cpu_ratio} | {row['non_2xx']} |"
+        )
+    cpu_ok = (
+        ours["server_cpu_us"] is not None
+        and noop["server_cpu_us"]
+        and ours["server_cpu_us"] / noop["server_cpu_us"] <= 1.6
+    )
+    out += [
+        "",
+        f"Target: >= 0.6x the no-op server on its core ({ratio:.2f}x - "
+        f"{'met' if ratio >= 0.6 else '**not met**'}), server CPU per request <= 1.6x the "
+        f"no-op's ({'met' if cpu_ok else '**not met**'}).",
+    ]
+    return out

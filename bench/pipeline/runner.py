@@ -30,7 +30,7 @@ from bench.pipeline.common import (
 from bench.pipeline.cpu import CpuMeter, broker_pid
 from bench.pipeline.load import Load, ensure_wrk, run_loadgen, run_wrk
 from bench.pipeline.procs import Proc, Sampler, _env, free_port, wait_http
-from bench.pipeline.sections import backlog, e2e, http, parser, roles, router
+from bench.pipeline.sections import backlog, e2e, http, parser, pinned, roles, router
 
 
 class Bench:
@@ -54,7 +54,12 @@ class Bench:
         """Whether the broker is this machine's (its CPU can then be read)."""
         return urlsplit(self.url).hostname in ("127.0.0.1", "localhost", "::1")
 
-    def start(self, name: str, argv: list[str], *, cwd: Path = ROOT, **env: str) -> Proc:
+    def start(
+        self, name: str, argv: list[str], *, cwd: Path = ROOT, cpu: int | None = None, **env: str
+    ) -> Proc:
+        """Start ``argv``; ``cpu`` pins it (and every thread it starts) to that core."""
+        if cpu is not None:
+            argv = ["taskset", "-c", str(cpu), *argv]
         self.logs.mkdir(parents=True, exist_ok=True)
         log = self.logs / f"{name}.log"
         with log.open("wb") as sink:
@@ -66,7 +71,14 @@ class Bench:
         return proc
 
     def start_role(
-        self, role: str, name: str, prefix: str, *extra: str, tree: Path = ROOT, **env: str
+        self,
+        role: str,
+        name: str,
+        prefix: str,
+        *extra: str,
+        tree: Path = ROOT,
+        cpu: int | None = None,
+        **env: str,
     ) -> Proc:
         """A ``callback-fanout`` role under ``prefix`` (from another checkout with ``tree``)."""
         if prefix not in self.prefixes:
@@ -77,7 +89,7 @@ class Bench:
             "CALLBACK_FANOUT_LOG_LEVEL": "warning",
             "PYTHONPATH": str(tree),
         }
-        return self.start(name, argv, cwd=tree, **env)
+        return self.start(name, argv, cwd=tree, cpu=cpu, **env)
 
     def start_worker(self, name: str, prefix: str, progress: Path, tree: Path = ROOT) -> Proc:
         """A worker running the no-op consumer, reporting its count into ``progress``."""
@@ -93,16 +105,18 @@ class Bench:
             BENCH_PROGRESS_DIR=str(progress),
         )
 
-    def start_ingress(self, name: str, prefix: str, tree: Path = ROOT) -> Proc:
+    def start_ingress(
+        self, name: str, prefix: str, tree: Path = ROOT, cpu: int | None = None
+    ) -> Proc:
         port = free_port()
         proc = self.start_role(
-            "ingress", name, prefix, "--host", "127.0.0.1", "--port", str(port), tree=tree
+            "ingress", name, prefix, "--host", "127.0.0.1", "--port", str(port), tree=tree, cpu=cpu
         )
         proc.port = port
         wait_http(f"http://127.0.0.1:{port}/readyz", 60, proc)
         return proc
 
-    def start_server(self, kind: str, name: str) -> Proc:
+    def start_server(self, kind: str, name: str, cpu: int | None = None) -> Proc:
         port = free_port()
         argv = [sys.executable, "-m", "bench.servers", kind, "--port", str(port)]
         if kind == "naive":
@@ -115,7 +129,7 @@ class Bench:
             argv += ["--amqp-url", self.url, "--prefix", prefix]
         if kind == "fsync":
             argv += ["--file", str(self.logs / "fsync-server.log")]
-        proc = self.start(name, argv)
+        proc = self.start(name, argv, cpu=cpu)
         proc.port = port
         wait_http(f"http://127.0.0.1:{port}/healthz", 60, proc)
         return proc
@@ -130,11 +144,11 @@ class Bench:
     def time_left(self) -> bool:
         return time.monotonic() < self.deadline
 
-    def saturate(self, proc: Proc, seconds: float) -> Load:
+    def saturate(self, proc: Proc, seconds: float, wrk_cpu: int | None = None) -> Load:
         url = f"http://127.0.0.1:{proc.port}/callbacks"
         with Sampler(proc) as sampler, CpuMeter(proc, self.broker_pid) as meter:
             if self.wrk is not None:
-                load = run_wrk(self.wrk, url, seconds)
+                load = run_wrk(self.wrk, url, seconds, wrk_cpu)
             else:
                 load = run_loadgen(url, rate=None, seconds=seconds)
         load.rss_peak = sampler.peak
@@ -147,6 +161,8 @@ class Bench:
         self.broker_pid = broker_pid() if self._local_broker() else None
         if "http" in chosen:
             self._http()
+        if "pinned" in chosen and self.time_left():
+            pinned.run_pinned(self)
         pipeline = {"e2e": e2e.run_e2e, "roles": roles.run_roles, "router": router.run_router}
         pipeline |= {"backlog": backlog.run_backlog}
         for name, section in pipeline.items():
