@@ -367,28 +367,38 @@ def _consumer_names(settings: Settings) -> list[str]:
 
 def _services(command: str, settings: Settings) -> list[Service]:
     from ingress.server import IngressService
+    from shared.metrics import Metrics
     from workers.loader import consumers_of
     from workers.router import RouterService
     from workers.runtime import WorkerService
 
+    # One registry for the process: its admin port serves every role's metrics.
+    metrics = Metrics() if settings.metrics else None
+
     def worker() -> Service:
-        return WorkerService(settings, consumers_of(settings, os.environ))
+        return WorkerService(settings, consumers_of(settings, os.environ), metrics)
 
     if command == "run" and settings.spool_dir is None:
         # One process holds everything: keep what the broker cannot take now on local disk.
         settings = settings.model_copy(update={"spool_dir": DEFAULT_RUN_SPOOL})
     factories: dict[str, list[Callable[[], Service]]] = {
-        "run": [worker, lambda: RouterService(settings), lambda: IngressService(settings)],
-        "ingress": [lambda: IngressService(settings)],
-        "router": [lambda: RouterService(settings)],
+        "run": [
+            worker,
+            lambda: RouterService(settings, metrics),
+            lambda: IngressService(settings, metrics),
+        ],
+        "ingress": [lambda: IngressService(settings, metrics)],
+        "router": [lambda: RouterService(settings, metrics)],
         "worker": [worker],
     }
     services = [make() for make in factories[command]]
-    if command in ("router", "worker") and settings.health_port is not None:
+    if settings.health_port is not None:
         from shared.health import HealthService
 
-        roles = [s for s in services if isinstance(s, RouterService | WorkerService)]
-        services.append(HealthService(settings.host, settings.health_port, roles))
+        roles = [
+            s for s in services if isinstance(s, IngressService | RouterService | WorkerService)
+        ]
+        services.append(HealthService(settings.host, settings.health_port, roles, metrics))
     return services
 
 

@@ -12,6 +12,7 @@ from aiohttp import web
 from ingress.body import BodyRefused, read_body
 from ingress.clientnet import address_text
 from ingress.guard import GUARD, Guard
+from ingress.metrics import IngressMetrics, Outcome
 from ingress.publisher import Publisher, RawMeta
 from shared.errors import BrokerUnavailable
 from shared.logs import get_logger
@@ -23,6 +24,21 @@ log = get_logger("ingress")
 
 #: Request headers kept with the body because a parser may need them.
 KEPT_HEADERS = ("Content-Type", "User-Agent", "X-Ci-Content-Version")
+
+#: The outcome of a refusal the guard raises, by its status.
+_REFUSED: dict[int, Outcome] = {
+    403: "forbidden",
+    404: "unauthorized",
+    413: "too_large",
+    429: "rate_limited",
+}
+#: The outcome of a body that could not be read, by its status.
+_BODY_REFUSED: dict[int, Outcome] = {
+    400: "bad_request",
+    408: "timeout",
+    413: "too_large",
+    415: "unsupported_encoding",
+}
 
 
 #: Request ids: 16 random hex digits per process, then a counter (no syscall per request,
@@ -59,22 +75,42 @@ def _unavailable(settings: Settings, reason: str) -> web.Response:
 class CallbackReceiver:
     """``POST /callbacks[/{token}]``: 200 once the body is durable; 503 + Retry-After otherwise.
 
-    The hot path of the whole system: everything it needs is bound once, here.
+    The hot path of the whole system: everything it needs is bound once, here. Each answer
+    is counted by outcome in ``metrics`` (when given).
     """
 
     def __init__(
-        self, settings: Settings, publisher: Publisher, state: IngressState, guard: Guard
+        self,
+        settings: Settings,
+        publisher: Publisher,
+        state: IngressState,
+        guard: Guard,
+        metrics: IngressMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.publisher = publisher
         self.state = state
         self.guard = guard
+        self.metrics = metrics
         self._max_bytes = settings.max_body_bytes
 
     async def receive(self, request: web.Request) -> web.Response:
+        metrics = self.metrics
+        if metrics is None:
+            return (await self._receive(request))[1]
+        started = time.perf_counter()
+        try:
+            outcome, answer = await self._receive(request)
+        except web.HTTPException as refused:  # the guard's 403/404/429, or 413 by length
+            metrics.answered(_REFUSED.get(refused.status, "bad_request"), started)
+            raise
+        metrics.answered(outcome, started)
+        return answer
+
+    async def _receive(self, request: web.Request) -> tuple[Outcome, web.Response]:
         settings = self.settings
         if self.state.draining:
-            return _unavailable(settings, "shutting down")
+            return "unavailable", _unavailable(settings, "shutting down")
         client, token_name = self.guard.admit(request)  # 403/429/404 raised, before the body
         length = request.content_length
         if length is not None and length > self._max_bytes:
@@ -93,9 +129,9 @@ class CallbackReceiver:
                 {"error": str(refused) or "request timeout"}, status=refused.status
             )
             answer.force_close()  # the rest of the body is not worth reading
-            return answer
+            return _BODY_REFUSED.get(refused.status, "bad_request"), answer
         if not body:
-            return web.json_response(
+            return "bad_request", web.json_response(
                 {"error": "empty body", "reason": "a callback has a body"}, status=400
             )
         request_id = next_request_id()
@@ -111,16 +147,18 @@ class CallbackReceiver:
             token_name,
         )
         try:
-            await self.publisher.publish(body, meta)
+            durable = await self.publisher.publish(body, meta)
         except BrokerUnavailable as exc:
             log.warning(
                 "callback refused: broker unavailable", request_id=request_id, error=str(exc)
             )
-            return _unavailable(settings, "broker unavailable")
+            return "unavailable", _unavailable(settings, "broker unavailable")
         if settings.log_bodies:
             log.debug("callback body", request_id=request_id, body=body.decode("utf-8", "replace"))
         log.debug("callback accepted", request_id=request_id, size=len(body))
-        return web.Response(
+        if self.metrics is not None:
+            self.metrics.body_bytes.observe(len(body))
+        return durable, web.Response(
             body=b'{"request_id": "%s"}' % request_id.encode(),
             headers={"Content-Type": "application/json", "X-Request-Id": request_id},
         )
@@ -140,8 +178,11 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if ready else 503)
 
 
-def create_app(settings: Settings, publisher: Publisher) -> web.Application:
-    """The ingress application, given its settings and a publisher.
+def create_app(
+    settings: Settings, publisher: Publisher, metrics: IngressMetrics | None = None
+) -> web.Application:
+    """The ingress application, given its settings, a publisher, and where to count (none:
+    nothing counted). It serves callbacks and health only: ``/metrics`` is on the admin port.
 
     Raises :class:`ConfigError` when the security settings are invalid (a bad token, CIDR
     or token file).
@@ -151,7 +192,7 @@ def create_app(settings: Settings, publisher: Publisher) -> web.Application:
     app[PUBLISHER] = publisher
     app[STATE] = IngressState()
     app[GUARD] = Guard.from_settings(settings)
-    receiver = CallbackReceiver(settings, publisher, app[STATE], app[GUARD])
+    receiver = CallbackReceiver(settings, publisher, app[STATE], app[GUARD], metrics)
     app.add_routes(
         [
             web.post("/callbacks", receiver.receive, name="callbacks"),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from aio_pika.abc import AbstractQueue, AbstractRobustConnection
 
@@ -23,10 +23,11 @@ from shared.batchformat import RawMeta, batch_message
 from shared.confirms import RenewingChannel
 from shared.errors import BrokerUnavailable
 from shared.logs import get_logger
+from shared.metrics import Histogram
 from shared.settings import Settings
 from shared.topology import Topology
 
-__all__ = ["AmqpPublisher", "Publisher", "RawMeta"]
+__all__ = ["AmqpPublisher", "Durable", "Publisher", "RawMeta"]
 
 log = get_logger("ingress.publisher")
 
@@ -34,6 +35,9 @@ log = get_logger("ingress.publisher")
 MAX_BATCH_BYTES = 1024 * 1024
 MAX_BATCH_COUNT = 256
 MAX_IN_FLIGHT = 3
+
+#: Where a body was made durable: confirmed by the broker, or fsynced in the local spool.
+Durable = Literal["accepted", "spooled"]
 
 
 class Publisher(Protocol):
@@ -44,8 +48,8 @@ class Publisher(Protocol):
         """True when the broker is connected and the topology declared."""
         ...
 
-    async def publish(self, body: bytes, meta: RawMeta) -> None:
-        """Return only once the body is durable."""
+    async def publish(self, body: bytes, meta: RawMeta) -> Durable:
+        """Return only once the body is durable, saying where."""
         ...
 
 
@@ -64,7 +68,8 @@ class AmqpPublisher:
     leaves at the next turn of the event loop (alone, unless others arrived in the same turn);
     the others wait for the first slot that frees and leave together, at most
     ``max_batch_count`` bodies or ``max_batch_bytes`` per message. ``confirm_timeout`` bounds
-    the whole wait of each request, queueing included.
+    the whole wait of each request, queueing included. ``batch_bodies``, when given,
+    observes the bodies of each confirmed message.
     """
 
     def __init__(
@@ -74,6 +79,7 @@ class AmqpPublisher:
         max_batch_bytes: int = MAX_BATCH_BYTES,
         max_batch_count: int = MAX_BATCH_COUNT,
         max_in_flight: int = MAX_IN_FLIGHT,
+        batch_bodies: Histogram | None = None,
     ) -> None:
         if max_batch_bytes < 1 or max_batch_count < 1 or max_in_flight < 1:
             raise ValueError("batch bounds and max_in_flight must be at least 1")
@@ -89,6 +95,7 @@ class AmqpPublisher:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._batch_bodies = batch_bodies
         #: Messages and bodies confirmed since start (for tests and diagnostics).
         self.messages_confirmed = 0
         self.bodies_confirmed = 0
@@ -109,7 +116,7 @@ class AmqpPublisher:
         self._declared = True
         log.info("ingress publisher ready", queue=self._topology.raw)
 
-    async def publish(self, body: bytes, meta: RawMeta) -> None:
+    async def publish(self, body: bytes, meta: RawMeta) -> Durable:
         loop = self._loop
         if loop is None or not self.ready:
             raise BrokerUnavailable("broker not connected")
@@ -119,6 +126,7 @@ class AmqpPublisher:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
         await done
+        return "accepted"
 
     def _flush(self) -> None:
         """Send what waits, as long as there is a free slot."""
@@ -184,6 +192,8 @@ class AmqpPublisher:
         else:
             self.messages_confirmed += 1
             self.bodies_confirmed += len(batch)
+            if self._batch_bodies is not None:
+                self._batch_bodies.observe(len(batch))
         finally:
             self._answer(batch, error)
 

@@ -12,10 +12,11 @@ import contextlib
 from collections.abc import Iterator
 from typing import Protocol
 
-from ingress.publisher import AmqpPublisher, Publisher, RawMeta
+from ingress.publisher import AmqpPublisher, Durable, Publisher, RawMeta
 from ingress.spool import Record, Spool
 from shared.errors import BrokerUnavailable
 from shared.logs import get_logger
+from shared.metrics import Histogram
 from shared.settings import Settings
 
 __all__ = ["ManagedPublisher", "SpoolingPublisher", "build_publisher"]
@@ -39,9 +40,14 @@ class ManagedPublisher(Publisher, Protocol):
         ...
 
 
-def build_publisher(settings: Settings) -> ManagedPublisher:
-    """The ingress's publisher: spooling when ``spool_dir`` is set, else the broker's alone."""
-    broker = AmqpPublisher(settings)
+def build_publisher(
+    settings: Settings, *, batch_bodies: Histogram | None = None
+) -> ManagedPublisher:
+    """The ingress's publisher: spooling when ``spool_dir`` is set, else the broker's alone.
+
+    ``batch_bodies`` observes the bodies of each message the broker confirmed.
+    """
+    broker = AmqpPublisher(settings, batch_bodies=batch_bodies)
     if settings.spool_dir is None:
         return broker
     return SpoolingPublisher(broker, Spool(settings.spool_dir, settings.spool_max_bytes))
@@ -102,14 +108,12 @@ class SpoolingPublisher:
             self._forwarder = asyncio.create_task(self._forward(), name="spool-forwarder")
         await self.inner.start(stop)
 
-    async def publish(self, body: bytes, meta: RawMeta) -> None:
+    async def publish(self, body: bytes, meta: RawMeta) -> Durable:
         if not self._recovering and not self.spool.pending:
             try:
-                await self.inner.publish(body, meta)
+                return await self.inner.publish(body, meta)
             except BrokerUnavailable as exc:
                 reason = str(exc)
-            else:
-                return
         else:
             reason = "earlier bodies are spooled"
         await asyncio.to_thread(self.spool.append, body, meta)  # BrokerUnavailable when full
@@ -118,6 +122,7 @@ class SpoolingPublisher:
             log.warning("spooling bodies: broker unavailable", reason=reason)
         log.debug("callback spooled", request_id=meta.request_id, size=len(body))
         self._wake.set()
+        return "spooled"
 
     async def close(self) -> None:
         """Stop forwarding (the publish in flight finishes), disconnect, release the spool."""

@@ -9,8 +9,10 @@ from aiohttp import web
 
 from ingress.app import STATE, create_app
 from ingress.guard import GUARD
-from ingress.publishing import build_publisher
+from ingress.metrics import IngressMetrics
+from ingress.publishing import SpoolingPublisher, build_publisher
 from shared.logs import get_logger
+from shared.metrics import Metrics, metrics_for
 from shared.settings import Settings
 
 __all__ = ["IngressService"]
@@ -19,14 +21,26 @@ log = get_logger("ingress")
 
 
 class IngressService:
-    """Serves ``POST /callbacks`` at once; answers 503 until the broker is connected."""
+    """Serves ``POST /callbacks`` at once; answers 503 until the broker is connected.
+
+    Counts in ``metrics`` (the process's), else in a registry of its own (``self.metrics``,
+    served by the admin port), unless the ``metrics`` setting is off.
+    """
 
     name = "ingress"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
-        self.publisher = build_publisher(settings)
-        self.app = create_app(settings, self.publisher)
+        self.metrics = metrics_for(settings, metrics)
+        counted = IngressMetrics(self.metrics) if self.metrics is not None else None
+        self.publisher = build_publisher(
+            settings, batch_bodies=counted.batch_bodies if counted is not None else None
+        )
+        self.app = create_app(settings, self.publisher, counted)
+        if self.metrics is not None and counted is not None:
+            if isinstance(self.publisher, SpoolingPublisher):
+                counted.watch_spool(self.publisher.spool)
+            self.metrics.broker_connected(self.name, lambda: self.broker_connected)
         self._runner: web.AppRunner | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -36,6 +50,19 @@ class IngressService:
         """The bound port (useful when the settings asked for port 0)."""
         assert self._runner is not None, "not started"
         return int(self._runner.addresses[0][1])
+
+    @property
+    def ready(self) -> bool:
+        """Taking callbacks: the broker (or the spool) can make a body durable."""
+        return self.publisher.ready and not self.app[STATE].draining
+
+    @property
+    def broker_connected(self) -> bool:
+        """Connected to the broker, the raw queue declared (the spool aside)."""
+        publisher = self.publisher
+        if isinstance(publisher, SpoolingPublisher):
+            return publisher.inner.ready
+        return publisher.ready
 
     @property
     def background(self) -> asyncio.Task[None] | None:

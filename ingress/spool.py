@@ -124,6 +124,19 @@ class Spool:
     def _used_bytes(self) -> int:
         return self._other_bytes + sum(s.disk_bytes for s in self._segments.values())
 
+    def oldest_received_at(self) -> float | None:
+        """When the oldest record not yet removed was received (seconds since the epoch);
+        None when there is none, or it cannot be read (the forwarder will say why)."""
+        with self._lock:
+            for name in sorted(self._segments):
+                segment = self._segments[name]
+                if segment.pending and segment.cursor < segment.written:
+                    try:
+                        return segment.read_meta(segment.cursor).received_at
+                    except (DamagedRecord, OSError):
+                        return None
+        return None
+
     def can_accept(self, size: int = 1) -> bool:
         """Whether an append of a ``size``-byte body would be taken now."""
         with self._lock:

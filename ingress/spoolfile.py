@@ -216,6 +216,18 @@ class Segment:
             raise DamagedRecord(f"{self.name}: unreadable metadata at offset {offset}") from exc
         return Record(self.name, offset, start + meta_len + body_len, body, decoded)
 
+    def read_meta(self, offset: int) -> RawMeta:
+        """The metadata of the record at ``offset``, without its body (not checksummed)."""
+        header = _pread_exact(self.fd, RECORD_HEADER.size, offset)
+        parsed = _parse_header(header, offset, self.written)
+        if parsed is None:
+            raise DamagedRecord(f"{self.name}: bad record header at offset {offset}")
+        meta = _pread_exact(self.fd, parsed[2], offset + RECORD_HEADER.size)
+        try:
+            return decode_meta(meta)
+        except (ValueError, TypeError) as exc:
+            raise DamagedRecord(f"{self.name}: unreadable metadata at offset {offset}") from exc
+
     def mark_forwarded(self, record: Record) -> None:
         """Flag ``record`` as forwarded on disk and move the cursor past it.
 

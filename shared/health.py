@@ -1,4 +1,7 @@
-"""``/healthz`` and ``/readyz`` for the roles that serve no HTTP of their own (router, worker)."""
+"""The admin port of a process: ``/healthz``, ``/readyz`` and ``/metrics``, for every role.
+
+Never the public callback port: what describes the system stays off it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Protocol
 from aiohttp import web
 
 from shared.logs import get_logger
+from shared.metrics import CONTENT_TYPE, Metrics, render
 
 __all__ = ["HealthService", "Readiness"]
 
@@ -19,20 +23,34 @@ class Readiness(Protocol):
 
     @property
     def ready(self) -> bool:
-        """True while connected to the broker and consuming."""
+        """True while connected to the broker and consuming (or taking callbacks)."""
         ...
 
 
 class HealthService:
-    """A small HTTP server: ``/healthz`` (alive), ``/readyz`` (every role ready)."""
+    """A small HTTP server: ``/healthz`` (alive), ``/readyz`` (every role ready), and
+    ``/metrics`` (``metrics`` in Prometheus's text format; 404 without)."""
 
     name = "health"
 
-    def __init__(self, host: str, port: int, roles: Sequence[Readiness]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        roles: Sequence[Readiness],
+        metrics: Metrics | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.roles = roles
+        self.metrics = metrics
         self._runner: web.AppRunner | None = None
+
+    @property
+    def bound_port(self) -> int:
+        """The port listened on (useful when ``port`` is 0)."""
+        assert self._runner is not None, "not started"
+        return int(self._runner.addresses[0][1])
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -44,13 +62,19 @@ class HealthService:
             {"status": "ready" if ready else "not ready", **states}, status=200 if ready else 503
         )
 
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        assert self.metrics is not None
+        return web.Response(body=render(self.metrics), headers={"Content-Type": CONTENT_TYPE})
+
     async def start(self) -> None:
         app = web.Application()
         app.add_routes([web.get("/healthz", self._healthz), web.get("/readyz", self._readyz)])
+        if self.metrics is not None:
+            app.add_routes([web.get("/metrics", self._metrics)])
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
-        log.info("health endpoints listening", host=self.host, port=self.port)
+        log.info("admin endpoints listening", host=self.host, port=self.bound_port)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -36,6 +36,8 @@ from prometheus_client.core import (
     Metric,
 )
 
+from shared.settings import Settings
+
 __all__ = [
     "BATCH_BUCKETS",
     "CONTENT_TYPE",
@@ -51,6 +53,7 @@ __all__ = [
     "Histogram",
     "HistogramFamily",
     "Metrics",
+    "metrics_for",
     "render",
 ]
 
@@ -267,6 +270,14 @@ class Metrics:
     def broker_connected(self, role: str, connected: Callable[[], bool]) -> None:
         """Export ``connected()`` as ``callback_fanout_broker_connected{role=...}``."""
         self._broker.read_from(lambda: 1.0 if connected() else 0.0, role)
+
+
+def metrics_for(settings: Settings, given: Metrics | None) -> Metrics | None:
+    """Where a role counts: ``given`` (the process's, in ``run``), else a registry of its
+    own; None when the ``metrics`` setting is off."""
+    if not settings.metrics:
+        return None
+    return given if given is not None else Metrics()
 
 
 def render(metrics: Metrics) -> bytes:

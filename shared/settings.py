@@ -140,8 +140,13 @@ class Settings(BaseSettings):
         None,
         ge=0,
         le=65535,
-        description="Port of /healthz and /readyz for `router` and `worker` (on --host; "
-        "unset: none).",
+        description="Admin port of every role (in `run`, of the process): /healthz, /readyz "
+        "and /metrics, never on the callback port (on --host; unset: none).",
+    )
+    metrics: bool = Field(
+        True,
+        description="Count Prometheus metrics and serve them at /metrics on the admin port "
+        "(false: nothing counted, no /metrics; for measuring their cost).",
     )
     # Router
     router_prefetch: int = Field(64, ge=1, description="Raw bodies a router holds unacked.")

@@ -11,8 +11,9 @@ the runtime would do.
 from __future__ import annotations
 
 import asyncio
+import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import pydantic
@@ -58,7 +59,8 @@ class Outcome:
     retried or parked copy carries (``x-attempts``): it equals ``attempt``, except for a
     delivery put back because another worker holds the same event, which costs no attempt.
     ``delay`` is the seconds before the next attempt (``retried`` only); ``reason`` why it
-    failed (``retried`` and ``parked``).
+    failed (``retried`` and ``parked``); ``handler_seconds`` how long the handler ran (None
+    when it did not run).
     """
 
     kind: OutcomeKind
@@ -68,6 +70,7 @@ class Outcome:
     reason: str | None = None
     delay: float | None = None
     timed_out: bool = False
+    handler_seconds: float | None = None
 
     @property
     def handled(self) -> bool:
@@ -115,18 +118,21 @@ async def handle_delivery(
         if claim is Claim.BUSY:  # not a failure of this handler: costs no attempt
             reason = "the same event is being handled"
             return _failed(policy, event, attempt, attempts_done, reason)
+    started = time.perf_counter()
     try:
         async with asyncio.timeout(policy.timeout):  # no task of its own, unlike wait_for
             await consumer.handle(event)
     except asyncio.CancelledError:
         raise  # cut off at shutdown: the claim expires after its hold, the broker redelivers
     except Exception as exc:
+        ran = time.perf_counter() - started
         if store is not None:
             await store.release(key)
-        return _failure(policy, event, attempt, exc)
+        return replace(_failure(policy, event, attempt, exc), handler_seconds=ran)
+    ran = time.perf_counter() - started
     if store is not None:
         await store.done(key, policy.dedupe_window)
-    return Outcome("handled", attempt, attempt, event)
+    return Outcome("handled", attempt, attempt, event, handler_seconds=ran)
 
 
 def _failure(policy: ConsumerPolicy, event: CallbackEvent, attempt: int, exc: Exception) -> Outcome:

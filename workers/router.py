@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from aio_pika.abc import (
     AbstractChannel,
@@ -28,10 +29,12 @@ from shared.callbacks.parser import parse_callback
 from shared.confirms import RenewingChannel
 from shared.errors import ParseError
 from shared.logs import get_logger
+from shared.metrics import Metrics, metrics_for
 from shared.settings import Settings
 from shared.topology import Topology
 from workers.batch import raw_messages
 from workers.envelope import envelope_of, event_message, http_headers_of, parked_copy
+from workers.metrics import RouterMetrics
 
 __all__ = ["RouterService"]
 
@@ -39,13 +42,21 @@ log = get_logger("router")
 
 
 class RouterService:
-    """Consumes ``<prefix>.raw``; competing consumers scale it across processes."""
+    """Consumes ``<prefix>.raw``; competing consumers scale it across processes.
+
+    Counts in ``metrics`` (the process's), else in a registry of its own (``self.metrics``),
+    unless the ``metrics`` setting is off.
+    """
 
     name = "router"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.topology = Topology(settings.prefix, settings.quorum_initial_group_size)
+        self.metrics = metrics_for(settings, metrics)
+        self._counted = RouterMetrics(self.metrics) if self.metrics is not None else None
+        if self.metrics is not None:
+            self.metrics.broker_connected(self.name, lambda: self.broker_connected)
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None  # consumes the raw queue
         self._publishing: RenewingChannel[AbstractExchange] | None = None  # events, parking
@@ -85,6 +96,11 @@ class RouterService:
         """Connected, and consuming the raw queue."""
         channel = self._channel
         return self._tag is not None and channel is not None and not channel.is_closed
+
+    @property
+    def broker_connected(self) -> bool:
+        connection = self._connection
+        return connection is not None and connection.connected.is_set()
 
     async def wait_started(self) -> None:
         """Wait until the router is consuming (tests and readiness)."""
@@ -148,6 +164,8 @@ class RouterService:
         """Parse one lone body and publish its events, or park it; confirmed either way."""
         assert self._publishing is not None
         exchange = self._publishing.declared
+        counted = self._counted
+        started = time.perf_counter()
         try:
             events = parse_callback(
                 message.body,
@@ -157,12 +175,16 @@ class RouterService:
                 envelope=envelope_of(message),
             )
         except ParseError as exc:
+            if counted is not None:
+                counted.parse_seconds.observe(time.perf_counter() - started)
             await self._park(message, exc.reason, exc.location)
             return
         except Exception as exc:  # a parser bug must park the body, not loop on it
             log.exception("parser crashed", request_id=message.message_id)
             await self._park(message, f"parser crashed: {exc!r}", None)
             return
+        if counted is not None:
+            counted.parse_seconds.observe(time.perf_counter() - started)
         publishing = [
             exchange.publish(event_message(ev, i), routing_key=ev.routing_key)
             for i, ev in enumerate(events)
@@ -173,6 +195,10 @@ class RouterService:
             for result in await asyncio.gather(*publishing, return_exceptions=True):
                 if isinstance(result, BaseException):
                     raise result
+        if counted is not None:
+            counted.routed.inc()
+            for event in events:
+                counted.event_routed(event.routing_key)
         log.debug("routed", request_id=message.message_id, events=len(events))
 
     async def _park(
@@ -186,6 +212,8 @@ class RouterService:
         await channel.default_exchange.publish(
             parked_copy(message, headers), routing_key=self.topology.unparsed
         )
+        if self._counted is not None:
+            self._counted.parked.inc()
         log.warning(
             "unparsed body parked", request_id=message.message_id, reason=reason, location=location
         )

@@ -24,6 +24,7 @@ from aio_pika.abc import (
 
 from shared.amqp import connect, within
 from shared.logs import get_logger
+from shared.metrics import Metrics, metrics_for
 from shared.settings import Settings
 from shared.topology import ConsumerQueues, Topology
 from workers.acks import AckGroup
@@ -31,6 +32,7 @@ from workers.consumer import LoadedConsumer
 from workers.dedupe import DedupeStore, build_store
 from workers.envelope import parked_copy
 from workers.handling import ConsumerPolicy, Outcome, describe, handle_delivery
+from workers.metrics import ConsumerMetrics, WorkerMetrics
 
 __all__ = ["ConsumerRunner", "WorkerService"]
 
@@ -47,6 +49,7 @@ class ConsumerRunner:
     settings: Settings
     topology: Topology
     dedupe: DedupeStore | None = None
+    metrics: ConsumerMetrics | None = None
     handling: ConsumerPolicy = field(init=False)
     queues: ConsumerQueues = field(init=False)
     _channel: AbstractChannel | None = None
@@ -101,6 +104,9 @@ class ConsumerRunner:
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight.inc()
         try:
             await self._handle(message)
         except asyncio.CancelledError:
@@ -114,6 +120,8 @@ class ConsumerRunner:
                 await message.nack(requeue=True)
         finally:
             self._inflight.discard(task)
+            if metrics is not None:
+                metrics.in_flight.dec()
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         headers = message.headers or {}
@@ -137,6 +145,8 @@ class ConsumerRunner:
             await self._retry(message, outcome)
         else:
             await self._dead(message, outcome.attempts, outcome.reason or "")
+        if self.metrics is not None:
+            self.metrics.record(outcome)  # settled: acked, retried or parked
 
     async def _retry(self, message: AbstractIncomingMessage, outcome: Outcome) -> None:
         assert self._channel is not None
@@ -189,15 +199,37 @@ class ConsumerRunner:
 
 
 class WorkerService:
-    """Runs every loaded consumer in this process, each isolated on its own channel."""
+    """Runs every loaded consumer in this process, each isolated on its own channel.
+
+    Counts in ``metrics`` (the process's), else in a registry of its own (``self.metrics``),
+    unless the ``metrics`` setting is off.
+    """
 
     name = "worker"
 
-    def __init__(self, settings: Settings, consumers: Sequence[LoadedConsumer]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        consumers: Sequence[LoadedConsumer],
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
         self.topology = Topology(settings.prefix, settings.quorum_initial_group_size)
         self.store = build_store(settings) if any(c.spec.dedupe for c in consumers) else None
-        self.runners = [ConsumerRunner(c, settings, self.topology, self.store) for c in consumers]
+        self.metrics = metrics_for(settings, metrics)
+        counted = WorkerMetrics(self.metrics) if self.metrics is not None else None
+        self.runners = [
+            ConsumerRunner(
+                c,
+                settings,
+                self.topology,
+                self.store,
+                counted.consumer(c.spec.name) if counted is not None else None,
+            )
+            for c in consumers
+        ]
+        if self.metrics is not None:
+            self.metrics.broker_connected(self.name, lambda: self.broker_connected)
         self._connection: AbstractRobustConnection | None = None
         self._starting: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -222,6 +254,11 @@ class WorkerService:
     def ready(self) -> bool:
         """Every consumer connected and consuming."""
         return bool(self._starting and self._starting.done()) and all(r.ready for r in self.runners)
+
+    @property
+    def broker_connected(self) -> bool:
+        connection = self._connection
+        return connection is not None and connection.connected.is_set()
 
     async def wait_started(self) -> None:
         """Wait until every consumer is consuming (tests and readiness)."""

@@ -1,0 +1,121 @@
+"""The router's and the consumer workers' metrics.
+
+Router: bodies routed or parked, events by (catalogued) event name, tag and state, parse
+time. Worker, per consumer: events by outcome, handler time, end-to-end lag, handlers in
+flight. Every outcome exists at 0 from the start; children are bound here, once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shared.callbacks.catalogue import known_words
+from shared.metrics import (
+    HANDLER_BUCKETS,
+    LAG_BUCKETS,
+    PARSE_BUCKETS,
+    Counter,
+    CounterFamily,
+    Gauge,
+    Histogram,
+    Metrics,
+)
+from workers.handling import Outcome
+
+__all__ = ["CONSUMER_OUTCOMES", "ConsumerMetrics", "RouterMetrics", "WorkerMetrics"]
+
+#: What becomes of an event in a consumer. ``timed_out`` is also counted as ``retried`` or
+#: ``parked``, whichever followed.
+CONSUMER_OUTCOMES = ("handled", "retried", "parked", "duplicate", "timed_out")
+
+
+class RouterMetrics:
+    """The router's families in ``metrics``."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        bodies = metrics.counter(
+            "callback_fanout_router_bodies_total",
+            "Raw bodies the router took, by outcome: routed (its events published) or "
+            "parked (in the unparsed queue).",
+            ("outcome",),
+        )
+        self.routed: Counter = bodies.labels("routed")
+        self.parked: Counter = bodies.labels("parked")
+        self._events: CounterFamily = metrics.counter(
+            "callback_fanout_router_events_total",
+            "Events published by the router, by the words of their routing key; a word "
+            "outside the vendor's catalogue counts as `other`.",
+            ("event_name", "tag", "state"),
+        )
+        self.parse_seconds: Histogram = metrics.histogram(
+            "callback_fanout_router_parse_seconds",
+            "Seconds to parse one raw body (whether it parses or not).",
+            PARSE_BUCKETS,
+        ).labels()
+
+    def event_routed(self, routing_key: str) -> None:
+        """Count one published event (its labels come from a closed set)."""
+        self._events.labels(*known_words(routing_key)).inc()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerMetrics:
+    """One consumer's children, bound when its worker starts."""
+
+    outcomes: Mapping[str, Counter]
+    handle_seconds: Histogram
+    lag_seconds: Histogram
+    in_flight: Gauge
+
+    def record(self, outcome: Outcome) -> None:
+        """Count one settled delivery: its outcome, its handler time, and on success the lag
+        since the ingress received the callback (the envelope's ``received_at``)."""
+        self.outcomes[outcome.kind].inc()
+        if outcome.timed_out:
+            self.outcomes["timed_out"].inc()
+        if outcome.handler_seconds is not None:
+            self.handle_seconds.observe(outcome.handler_seconds)
+        event = outcome.event
+        if outcome.kind == "handled" and event is not None and event.envelope is not None:
+            lag = time.time() - event.envelope.received_at.timestamp()
+            self.lag_seconds.observe(max(0.0, lag))
+
+
+class WorkerMetrics:
+    """The consumer families in ``metrics``; :meth:`consumer` binds one consumer's children."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._events = metrics.counter(
+            "callback_fanout_consumer_events_total",
+            "Events a consumer took, by outcome: handled, retried, parked (dead queue), "
+            "duplicate (dropped by dedupe), timed_out (also counted as retried or parked).",
+            ("consumer", "outcome"),
+        )
+        self._handle = metrics.histogram(
+            "callback_fanout_consumer_handle_seconds",
+            "Seconds a consumer's handler ran (every run, whatever its result).",
+            HANDLER_BUCKETS,
+            ("consumer",),
+        )
+        self._lag = metrics.histogram(
+            "callback_fanout_consumer_lag_seconds",
+            "Seconds from the ingress receiving the callback to the handler's success.",
+            LAG_BUCKETS,
+            ("consumer",),
+        )
+        self._in_flight = metrics.gauge(
+            "callback_fanout_consumer_in_flight",
+            "Events a consumer is handling now, in this worker.",
+            ("consumer",),
+        )
+
+    def consumer(self, name: str) -> ConsumerMetrics:
+        """The children of consumer ``name``; every outcome appears at 0."""
+        return ConsumerMetrics(
+            outcomes={o: self._events.labels(name, o) for o in CONSUMER_OUTCOMES},
+            handle_seconds=self._handle.labels(name),
+            lag_seconds=self._lag.labels(name),
+            in_flight=self._in_flight.labels(name),
+        )
