@@ -87,7 +87,7 @@ async def _naive_app(amqp_url: str, queue: str) -> web.Application:
 
 def _http_only_app() -> web.Application:
     from ingress.app import create_app
-    from ingress.publisher import RawMeta
+    from ingress.publisher import Durable, RawMeta
     from shared.logs import configure_logging
     from shared.settings import Settings
 
@@ -96,8 +96,8 @@ def _http_only_app() -> web.Application:
 
         ready = True
 
-        async def publish(self, body: bytes, meta: RawMeta) -> None:
-            return None
+        async def publish(self, body: bytes, meta: RawMeta) -> Durable:
+            return "accepted"
 
     settings = Settings.load(log_level="error", host="127.0.0.1")
     configure_logging(settings)

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from ingress.server import IngressService
+from shared.health import HealthService
 from shared.settings import Settings
 from workers import CallbackEvent, GiveUp, consumer
 from workers.consumer import LoadedConsumer
@@ -68,6 +69,8 @@ class RunningSystem:
     router: RouterService | None
     worker: WorkerService | None
     http: aiohttp.ClientSession
+    #: Each role's admin endpoints (``admin=True``): its own /healthz, /readyz, /metrics.
+    admin: dict[str, HealthService] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -84,7 +87,13 @@ class RunningSystem:
             await response.read()
             return response
 
+    def admin_url(self, role: str, path: str = "/metrics") -> str:
+        """``path`` on ``role``'s admin port."""
+        return f"http://127.0.0.1:{self.admin[role].bound_port}{path}"
+
     async def stop(self) -> None:
+        for admin in self.admin.values():
+            await admin.stop()
         for service in (self.ingress, self.router, self.worker):
             if service is not None:
                 await service.stop()
@@ -99,7 +108,9 @@ class RunningSystem:
         ingress: bool = True,
         router: bool = True,
         worker: bool = True,
+        admin: bool = False,
     ) -> RunningSystem:
+        """Start the roles asked for; ``admin``: each with its own admin port (port 0)."""
         system = cls(
             settings,
             IngressService(settings) if ingress else None,
@@ -117,6 +128,12 @@ class RunningSystem:
             if system.ingress is not None:
                 await system.ingress.start()
                 await system._ingress_ready()
+            if admin:
+                for role in (system.ingress, system.router, system.worker):
+                    if role is not None:
+                        served = HealthService("127.0.0.1", 0, [role], role.metrics)
+                        await served.start()
+                        system.admin[role.name] = served
         except BaseException:
             await system.stop()
             raise
