@@ -5,7 +5,8 @@
 - The infrastructure, one concept a module: ``settings`` (the one settings object),
   ``errors`` (the one exception tree), ``topology`` (every queue and exchange name and its
   arguments), ``amqp`` (connecting), ``batchformat`` (group-commit messages), ``logs``,
-  ``health`` (the admin endpoints) and ``service`` (start, run, stop a role).
+  ``metrics`` (the Prometheus registry and its cheap instruments), ``health`` (the admin
+  endpoints) and ``service`` (start, run, stop a role).
 
 Import direction: ``ingress`` and ``workers`` import ``shared``; ``shared`` imports neither.
 """

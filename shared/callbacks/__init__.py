@@ -12,7 +12,8 @@ or logging, so it is usable on its own::
 
 Modules, from the bottom up: ``vendor`` (the vendor's scalar conventions), ``objects``,
 ``workflow``, ``operations`` (one typed result per task type), ``moderation``, ``routing``
-(routing keys and idempotency keys), ``events`` (the event and its envelope), ``xmlsafe`` and
+(routing keys and idempotency keys), ``events`` (the event and its envelope), ``catalogue``
+(the vendor's known names, for closed sets such as metric labels), ``xmlsafe`` and
 ``jsonrepair`` (the two readers), ``parser``.
 """
 
