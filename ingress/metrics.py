@@ -60,7 +60,7 @@ class IngressMetrics:
             "(fsynced locally) or the reason it was refused.",
             ("outcome",),
         )
-        self.requests: dict[str, Counter] = {o: requests.labels(o) for o in OUTCOMES}
+        self.requests: dict[Outcome, Counter] = {o: requests.labels(o) for o in OUTCOMES}
         self.request_seconds: Histogram = metrics.histogram(
             "callback_fanout_ingress_request_seconds",
             "Seconds from a callback request's head to its answer (answered requests).",
@@ -92,7 +92,7 @@ class IngressMetrics:
         """Export ``spool``'s size and age (without one the spool gauges stay at 0)."""
         self._spool = spool
 
-    def answered(self, outcome: str, started: float) -> None:
+    def answered(self, outcome: Outcome, started: float) -> None:
         """Count one answered request; ``started`` is its ``time.perf_counter()`` at the head."""
         self.requests[outcome].inc()
         self.request_seconds.observe(time.perf_counter() - started)
