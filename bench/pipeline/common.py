@@ -54,7 +54,7 @@ OURS = "callback-fanout ingress"
 
 
 #: The sections, in the order a full run takes them (``--section`` picks some).
-SECTIONS = ("http", "pinned", "e2e", "roles", "router", "backlog", "parser")
+SECTIONS = ("http", "pinned", "metrics", "e2e", "roles", "router", "backlog", "parser")
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,13 @@ class Plan:
     router_bodies: int
     drain_timeout: float
     role_bodies: int  # raw bodies per round of the roles section
+    metrics_rounds: int = 6  # rounds of the metrics section (on and off saturated together)
 
     @classmethod
     def choose(cls, quick: bool) -> Plan:
         if quick:
             setups = ((1, 1), (2, 2))
-            return cls(1, 5, 1, (0.1, 0.25, 0.5), 3, 8, 2, setups, 20_000, 5_000, 60, 3_000)
+            return cls(1, 5, 1, (0.1, 0.25, 0.5), 3, 8, 2, setups, 20_000, 5_000, 60, 3_000, 4)
         return cls(
             3,
             8,

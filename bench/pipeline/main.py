@@ -46,6 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--compare-label", help="the name of that row in the tables")
     parser.add_argument(
+        "--metrics-rounds", type=int, help="rounds of the metrics section (default 6; 4 --quick)"
+    )
+    parser.add_argument(
+        "--metrics-control",
+        action="store_true",
+        help="the metrics section as a control: both processes --no-metrics (the noise floor)",
+    )
+    parser.add_argument(
         "--report",
         type=Path,
         metavar="JSON",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.pipeline.common import CONNECTIONS, NOOP, OPEN_LOOP_CONNECTIONS, OURS
+from bench.pipeline.sections.metrics import metrics_lines
 
 
 def median_load(loads: list[dict[str, Any]]) -> dict[str, Any]:
@@ -58,6 +59,7 @@ def report(results: dict[str, Any]) -> str:
         lines += results["parser"]
         lines.append("```")
     lines += pinned_lines(results)
+    lines += metrics_lines(results)
     lines += roles_lines(results)
     lines += scaling_lines(results)
     if "saturation" in results:

@@ -30,7 +30,7 @@ from bench.pipeline.common import (
 from bench.pipeline.cpu import CpuMeter, broker_pid
 from bench.pipeline.load import Load, ensure_wrk, run_loadgen, run_wrk
 from bench.pipeline.procs import Proc, Sampler, _env, free_port, wait_http
-from bench.pipeline.sections import backlog, e2e, http, parser, pinned, roles, router
+from bench.pipeline.sections import backlog, e2e, http, metrics, parser, pinned, roles, router
 
 
 class Bench:
@@ -106,12 +106,11 @@ class Bench:
         )
 
     def start_ingress(
-        self, name: str, prefix: str, tree: Path = ROOT, cpu: int | None = None
+        self, name: str, prefix: str, *extra: str, tree: Path = ROOT, cpu: int | None = None
     ) -> Proc:
         port = free_port()
-        proc = self.start_role(
-            "ingress", name, prefix, "--host", "127.0.0.1", "--port", str(port), tree=tree, cpu=cpu
-        )
+        address = ("--host", "127.0.0.1", "--port", str(port))
+        proc = self.start_role("ingress", name, prefix, *address, *extra, tree=tree, cpu=cpu)
         proc.port = port
         wait_http(f"http://127.0.0.1:{port}/readyz", 60, proc)
         return proc
@@ -163,6 +162,8 @@ class Bench:
             self._http()
         if "pinned" in chosen and self.time_left():
             pinned.run_pinned(self)
+        if "metrics" in chosen and self.time_left():
+            metrics.run_metrics(self)
         pipeline = {"e2e": e2e.run_e2e, "roles": roles.run_roles, "router": router.run_router}
         pipeline |= {"backlog": backlog.run_backlog}
         for name, section in pipeline.items():
