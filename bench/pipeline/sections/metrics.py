@@ -176,7 +176,7 @@ def instrumentation_ns() -> float:
     return max(0.0, calls - empty) / n * 1e9
 
 
-def handler_delta_us(pairs: int = 20, requests: int = 5000) -> tuple[float, float]:
+def handler_delta_us(pairs: int = 10, requests: int = 2000) -> tuple[float, float]:
     """CPU microseconds per request of our callback handler without and with metrics, called
     directly (no network, a publisher that keeps nothing), alternately in this process; the
     medians of the blocks."""
