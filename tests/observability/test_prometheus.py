@@ -1,0 +1,148 @@
+"""A real Prometheus scrapes a running system with the deployment's own jobs and rules: every
+dashboard and alert expression has data, and the "something parked" alert fires for the
+parked events."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from shared.settings import Settings
+from tests.support.broker import BrokerClient
+from tests.support.processes import RoleProcess, free_port
+from tests.support.prometheus import PrometheusServer, config_for
+from tests.support.promql import alert_rules, dashboard_expressions, measured, substitute
+from tests.support.waiting import eventually
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
+
+SEEDS = Path(__file__).parent.parent / "fixtures" / "seeds"
+RABBITMQ_METRICS = "127.0.0.1:15692"
+OCR = (SEEDS / "ocr.1.xml").read_bytes()  # routed to steady and failing
+WATERMARK = (SEEDS / "digital-watermark.1.xml").read_bytes()  # no consumer: unrouted
+UNPARSABLE = b"<Response><JobsDetail>"
+
+
+async def _status(http: aiohttp.ClientSession, url: str) -> int:
+    try:
+        async with http.get(url) as response:
+            return response.status
+    except aiohttp.ClientError:
+        return 0
+
+
+async def _ready(http: aiohttp.ClientSession, port: int) -> bool:
+    return await _status(http, f"http://127.0.0.1:{port}/readyz") == 200
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_prometheus_has_data_for_every_dashboard_and_alert_expression_and_alerts_on_parked(
+    settings: Settings, broker: BrokerClient, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    async with http.get(f"http://{RABBITMQ_METRICS}/metrics") as response:
+        assert response.status == 200, "enable rabbitmq_prometheus (.ci/run does)"
+    broker.track(["steady", "failing"], [0.2])
+    port, admin = free_port(), {role: free_port() for role in ("ingress", "router", "worker")}
+    consumers = ("--consumer", "tests.support.observed_consumers")
+    spool = ("--spool-dir", str(tmp_path / "spool"))
+    roles = [
+        await RoleProcess.start("worker", settings, *consumers, "--health-port", str(admin["worker"])),
+        await RoleProcess.start("router", settings, "--health-port", str(admin["router"])),
+        await RoleProcess.start(
+            "ingress", settings, "--port", str(port), "--health-port", str(admin["ingress"]), *spool
+        ),
+    ]
+    prometheus: PrometheusServer | None = None
+    try:
+        for role_port in admin.values():
+            await eventually(lambda p=role_port: _ready(http, p), timeout=30, interval=0.1)
+        targets = {f"callback-fanout-{role}": [f"127.0.0.1:{p}"] for role, p in admin.items()}
+        targets |= {"rabbitmq": [RABBITMQ_METRICS], "rabbitmq-queues": [RABBITMQ_METRICS]}
+        prometheus = await PrometheusServer.start(config_for(targets, prefix=settings.prefix))
+
+        for body in (OCR, OCR, OCR, WATERMARK, UNPARSABLE, UNPARSABLE):
+            async with http.post(f"http://127.0.0.1:{port}/callbacks", data=body) as response:
+                assert response.status == 200, await response.text()
+        t = broker.topology
+        parked = {t.unparsed: 2, t.unrouted: 1, t.consumer("failing", [0.2]).dead: 3}
+        for queue, count in parked.items():
+            await eventually(lambda q=queue, n=count: broker.count_is(q, n), timeout=30)
+
+        await _every_target_up(prometheus)
+        await _parked_alert_fires_for(prometheus, parked)
+        await _every_expression_has_data(prometheus, settings.prefix)
+        for rule in await prometheus.rules():
+            assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"
+    finally:
+        if prometheus is not None:
+            await prometheus.stop()
+        for role in roles:
+            await role.close()
+
+
+async def _every_target_up(prometheus: PrometheusServer) -> None:
+    async def all_up() -> bool:
+        targets = await prometheus.targets()
+        return bool(targets) and all(target["health"] == "up" for target in targets)
+
+    try:
+        await eventually(all_up, timeout=20, interval=0.5)
+    except AssertionError:
+        down = [(t["scrapeUrl"], t["lastError"]) for t in await prometheus.targets()]
+        raise AssertionError(f"targets not up: {down}") from None
+
+
+async def _parked_alert_fires_for(prometheus: PrometheusServer, parked: dict[str, int]) -> None:
+    """``CallbackFanoutSomethingParked`` fires once per parking queue, with its count."""
+
+    async def firing() -> dict[str, float]:
+        return {
+            alert["labels"]["queue"]: float(alert["value"])
+            for alert in await prometheus.alerts()
+            if alert["labels"]["alertname"] == "CallbackFanoutSomethingParked"
+            and alert["state"] == "firing"
+        }
+
+    expected = {queue: float(count) for queue, count in parked.items()}
+
+    async def fires() -> bool:
+        return await firing() == expected
+
+    try:
+        await eventually(fires, timeout=45, interval=0.5)
+    except AssertionError:
+        raise AssertionError(f"firing {await firing()}, expected {expected}") from None
+
+
+async def _every_expression_has_data(prometheus: PrometheusServer, prefix: str) -> None:
+    """Each dashboard query (Grafana's variables filled in) and what each alert rule measures
+    gives at least one finite sample."""
+    variables = {"__rate_interval": "1m", "prefix": prefix}
+    expressions = {
+        title: substitute(expr, variables) for title, expr in dashboard_expressions().items()
+    }
+    expressions |= {name: measured(rule["expr"]) for name, rule in alert_rules().items()}
+    missing: dict[str, str] = {}
+
+    async def all_have_data() -> bool:
+        missing.clear()
+        for title, expression in expressions.items():
+            samples = await prometheus.query(expression)
+            if not any(math.isfinite(float(s["value"][1])) for s in samples):
+                missing[title] = expression
+        return not missing
+
+    try:
+        await eventually(all_have_data, timeout=30, interval=1)
+    except AssertionError:
+        listed = "\n".join(f"  {title}: {expr}" for title, expr in missing.items())
+        raise AssertionError(f"no data for:\n{listed}") from None

@@ -1,0 +1,37 @@
+"""The metric names issue 12 makes a contract, with their types: what dashboards and alerts
+may read. Kept in one place until the code's own registry can be asked."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = ["CONTRACT", "sample_names"]
+
+CONTRACT: dict[str, str] = {
+    "callback_fanout_ingress_requests_total": "counter",
+    "callback_fanout_ingress_request_seconds": "histogram",
+    "callback_fanout_ingress_body_bytes": "histogram",
+    "callback_fanout_ingress_batch_bodies": "histogram",
+    "callback_fanout_spool_records": "gauge",
+    "callback_fanout_spool_bytes": "gauge",
+    "callback_fanout_spool_oldest_seconds": "gauge",
+    "callback_fanout_router_bodies_total": "counter",
+    "callback_fanout_router_events_total": "counter",
+    "callback_fanout_router_parse_seconds": "histogram",
+    "callback_fanout_consumer_events_total": "counter",
+    "callback_fanout_consumer_handle_seconds": "histogram",
+    "callback_fanout_consumer_lag_seconds": "histogram",
+    "callback_fanout_consumer_in_flight": "gauge",
+    "callback_fanout_broker_connected": "gauge",
+}
+
+
+def sample_names(families: Mapping[str, str]) -> set[str]:
+    """The sample names a scrape shows for these metric families (a histogram's ``_bucket``,
+    ``_sum`` and ``_count``)."""
+    suffixes = {"histogram": ("_bucket", "_sum", "_count")}
+    return {
+        name + suffix
+        for name, kind in families.items()
+        for suffix in suffixes.get(kind, ("",))
+    }
