@@ -6,11 +6,21 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from callback_fanout.cli import _build_parser
 from shared.settings import ENV_PREFIX, Settings
+from tests.support.metric_contract import CONTRACT, sample_names
+from tests.support.promql import (
+    DATASOURCES,
+    PROMETHEUS_CONFIG,
+    alert_rules,
+    dashboard,
+    dashboard_expressions,
+    metric_names,
+)
 
 ROOT = Path(__file__).parent.parent
 APP_SERVICES = ("ingress", "router", "worker")
@@ -23,7 +33,7 @@ def compose() -> dict[str, Any]:
 
 def test_compose_runs_rabbitmq_a_balanced_ingress_pair_a_router_and_two_workers() -> None:
     services = compose()["services"]
-    assert set(services) >= {"rabbitmq", "lb", *APP_SERVICES}
+    assert set(services) >= {"rabbitmq", "lb", *APP_SERVICES, "prometheus", "grafana"}
     assert services["ingress"]["deploy"]["replicas"] == 2
     assert services["worker"]["deploy"]["replicas"] == 2
     assert "management" in services["rabbitmq"]["image"]
@@ -108,3 +118,68 @@ def test_the_image_runs_the_command_and_ships_every_package() -> None:
     for package in ("shared", "ingress", "workers", "callback_fanout"):
         assert f"COPY {package} ./{package}" in dockerfile
     assert "USER " in dockerfile  # not root
+
+
+def _host(target: str) -> str:
+    return target.rsplit(":", 1)[0]
+
+
+def test_every_service_a_service_names_exists_and_every_image_is_pinned() -> None:
+    services = compose()["services"]
+    for name, service in services.items():
+        assert set(service.get("depends_on", {})) <= set(services), name
+        if "build" not in service:
+            image = service["image"]
+            assert re.fullmatch(r"[\w./-]+:[\w.-]+", image), f"{name}: {image} has no tag"
+            assert not image.endswith(":latest"), f"{name}: {image} is not pinned"
+    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert set(re.findall(r"server\s+([a-z][\w-]*):\d+", nginx)) <= set(services)
+    source = yaml.safe_load(DATASOURCES.read_text())["datasources"][0]
+    assert _host(urlsplit(source["url"]).netloc) == "prometheus"
+
+
+def test_prometheus_scrapes_every_replica_admin_port_and_rabbitmq_queue_depths() -> None:
+    services = compose()["services"]
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    for role in APP_SERVICES:
+        (discovery,) = jobs[f"callback-fanout-{role}"]["dns_sd_configs"]  # one A record a replica
+        assert discovery["names"] == [role]
+        assert discovery["type"] == "A"
+        admin_port = services[role]["environment"]["CALLBACK_FANOUT_HEALTH_PORT"]
+        assert discovery["port"] == int(admin_port), role
+    for job in ("rabbitmq", "rabbitmq-queues"):
+        (static,) = jobs[job]["static_configs"]
+        assert static["targets"] == ["rabbitmq:15692"]
+    assert jobs["rabbitmq-queues"]["metrics_path"] == "/metrics/detailed"
+    families = jobs["rabbitmq-queues"]["params"]["family"]
+    assert families == ["queue_coarse_metrics", "queue_consumer_count"]
+    assert config["rule_files"] == ["alerts.yml"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
+    plugins_file = "./deploy/rabbitmq/enabled_plugins"
+    assert f"{plugins_file}:/etc/rabbitmq/enabled_plugins:ro" in services["rabbitmq"]["volumes"]
+    assert "rabbitmq_prometheus" in (ROOT / plugins_file).read_text()
+
+
+def test_grafana_provisions_the_data_source_and_the_dashboard_uses_only_it() -> None:
+    grafana = compose()["services"]["grafana"]
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+    assert "./deploy/grafana/dashboards:/etc/grafana/dashboards:ro" in grafana["volumes"]
+    (source,) = yaml.safe_load(DATASOURCES.read_text())["datasources"]
+    used = {"type": source["type"], "uid": source["uid"]}
+    board = dashboard()
+    for panel in board["panels"]:
+        if panel["type"] != "row":
+            assert panel["datasource"] == used, panel["title"]
+            for target in panel["targets"]:
+                assert target["datasource"] == used, panel["title"]
+    assert all(v["datasource"] == used for v in board["templating"]["list"])
+
+
+def test_the_dashboard_and_the_alerts_read_only_metrics_the_code_exports() -> None:
+    exported = sample_names(CONTRACT)
+    on_dashboard = metric_names(dashboard_expressions())
+    in_alerts = metric_names([rule["expr"] for rule in alert_rules().values()])
+    assert on_dashboard | in_alerts <= exported, sorted((on_dashboard | in_alerts) - exported)
+    shown = {name for name in CONTRACT if sample_names({name: CONTRACT[name]}) & on_dashboard}
+    assert shown == set(CONTRACT), f"not on the dashboard: {sorted(set(CONTRACT) - shown)}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -55,7 +56,9 @@ async def test_prometheus_has_data_for_every_dashboard_and_alert_expression_and_
     consumers = ("--consumer", "tests.support.observed_consumers")
     spool = ("--spool-dir", str(tmp_path / "spool"))
     roles = [
-        await RoleProcess.start("worker", settings, *consumers, "--health-port", str(admin["worker"])),
+        await RoleProcess.start(
+            "worker", settings, *consumers, "--health-port", str(admin["worker"])
+        ),
         await RoleProcess.start("router", settings, "--health-port", str(admin["router"])),
         await RoleProcess.start(
             "ingress", settings, "--port", str(port), "--health-port", str(admin["ingress"]), *spool
@@ -64,7 +67,7 @@ async def test_prometheus_has_data_for_every_dashboard_and_alert_expression_and_
     prometheus: PrometheusServer | None = None
     try:
         for role_port in admin.values():
-            await eventually(lambda p=role_port: _ready(http, p), timeout=30, interval=0.1)
+            await eventually(partial(_ready, http, role_port), timeout=30, interval=0.1)
         targets = {f"callback-fanout-{role}": [f"127.0.0.1:{p}"] for role, p in admin.items()}
         targets |= {"rabbitmq": [RABBITMQ_METRICS], "rabbitmq-queues": [RABBITMQ_METRICS]}
         prometheus = await PrometheusServer.start(config_for(targets, prefix=settings.prefix))
@@ -75,7 +78,7 @@ async def test_prometheus_has_data_for_every_dashboard_and_alert_expression_and_
         t = broker.topology
         parked = {t.unparsed: 2, t.unrouted: 1, t.consumer("failing", [0.2]).dead: 3}
         for queue, count in parked.items():
-            await eventually(lambda q=queue, n=count: broker.count_is(q, n), timeout=30)
+            await eventually(partial(broker.count_is, queue, count), timeout=30)
 
         await _every_target_up(prometheus)
         await _parked_alert_fires_for(prometheus, parked)

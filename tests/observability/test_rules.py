@@ -20,8 +20,11 @@ def test_promtool_accepts_the_shipped_config_and_rules() -> None:
 def test_every_alert_fires_for_its_condition_and_only_then() -> None:
     result = promtool("test", "rules", RULE_TESTS)
     assert result.returncode == 0, result.stdout + result.stderr
-    tested = {line.split(":", 1)[1].strip() for line in RULE_TESTS.read_text().splitlines()
-              if line.strip().startswith("alertname:")}
+    tested = {
+        line.split(":", 1)[1].strip()
+        for line in RULE_TESTS.read_text().splitlines()
+        if line.strip().startswith("alertname:")
+    }
     assert tested == set(alert_rules())
 
 

@@ -31,7 +31,5 @@ def sample_names(families: Mapping[str, str]) -> set[str]:
     ``_sum`` and ``_count``)."""
     suffixes = {"histogram": ("_bucket", "_sum", "_count")}
     return {
-        name + suffix
-        for name, kind in families.items()
-        for suffix in suffixes.get(kind, ("",))
+        name + suffix for name, kind in families.items() for suffix in suffixes.get(kind, ("",))
     }

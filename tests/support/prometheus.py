@@ -20,7 +20,7 @@ import yaml
 from tests.support.processes import free_port
 from tests.support.promql import ALERTS, PROMETHEUS_CONFIG
 
-__all__ = ["PrometheusServer", "promtool", "config_for"]
+__all__ = ["PrometheusServer", "config_for", "promtool"]
 
 INSTALL_HINT = (
     "apt-get install prometheus (Debian's package: prometheus and promtool; .ci/run installs it)"
@@ -47,11 +47,14 @@ def config_for(targets: Mapping[str, Sequence[str]], *, prefix: str) -> dict[str
     per-queue series kept only for this test's ``prefix`` (the broker is shared)."""
     shipped = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     jobs = []
-    for job in shipped["scrape_configs"]:
-        name = job["job_name"]
+    for shipped_job in shipped["scrape_configs"]:
+        name = shipped_job["job_name"]
         assert targets.get(name), f"the test gives no target for the job {name}"
-        job = {k: v for k, v in job.items() if not k.endswith("_sd_configs")}
-        job.pop("static_configs", None)
+        job = {
+            k: v
+            for k, v in shipped_job.items()
+            if not k.endswith("_sd_configs") and k != "static_configs"
+        }
         job["static_configs"] = [{"targets": list(targets[name])}]
         if "metric_relabel_configs" in job:
             keep = {"source_labels": ["prefix"], "regex": re.escape(prefix), "action": "keep"}
@@ -120,7 +123,9 @@ class PrometheusServer:
     def log(self) -> str:
         """The last lines prometheus wrote."""
         path = self.home / "log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-30:]) if path.exists() else ""
+        return (
+            "\n".join(path.read_text(errors="replace").splitlines()[-30:]) if path.exists() else ""
+        )
 
     async def _api(self, path: str, **params: str) -> Any:
         async with self.http.get(f"{self.url}/api/v1/{path}", params=params) as response:
