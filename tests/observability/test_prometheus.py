@@ -81,6 +81,7 @@ async def test_prometheus_has_data_for_every_dashboard_and_alert_expression_and_
             await eventually(partial(broker.count_is, queue, count), timeout=30)
 
         await _every_target_up(prometheus)
+        await _prometheus_counts_the_flow(prometheus)
         await _parked_alert_fires_for(prometheus, parked)
         await _every_expression_has_data(prometheus, settings.prefix)
         for rule in await prometheus.rules():
@@ -102,6 +103,31 @@ async def _every_target_up(prometheus: PrometheusServer) -> None:
     except AssertionError:
         down = [(t["scrapeUrl"], t["lastError"]) for t in await prometheus.targets()]
         raise AssertionError(f"targets not up: {down}") from None
+
+
+async def _prometheus_counts_the_flow(prometheus: PrometheusServer) -> None:
+    """What Prometheus scraped adds up to the flow: 6 answered 200, 4 bodies routed and 2
+    parked by the router, 3 events handled by ``steady``, 3 retried then parked by ``failing``."""
+    expected = {
+        'sum(callback_fanout_ingress_requests_total{outcome=~"accepted|spooled"})': 6.0,
+        'sum(callback_fanout_router_bodies_total{outcome="routed"})': 4.0,
+        'sum(callback_fanout_router_bodies_total{outcome="parked"})': 2.0,
+        'sum(callback_fanout_consumer_events_total{consumer="steady",outcome="handled"})': 3.0,
+        'sum(callback_fanout_consumer_events_total{consumer="failing",outcome="retried"})': 3.0,
+        'sum(callback_fanout_consumer_events_total{consumer="failing",outcome="parked"})': 3.0,
+    }
+    seen: dict[str, float | None] = {}
+
+    async def counted() -> bool:
+        for expression in expected:
+            samples = await prometheus.query(expression)
+            seen[expression] = float(samples[0]["value"][1]) if samples else None
+        return seen == expected
+
+    try:
+        await eventually(counted, timeout=20, interval=0.5)
+    except AssertionError:
+        raise AssertionError(f"scraped {seen}, expected {expected}") from None
 
 
 async def _parked_alert_fires_for(prometheus: PrometheusServer, parked: dict[str, int]) -> None:
