@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from shared.settings import Settings
 from tests.support.broker import BrokerClient
@@ -22,7 +23,6 @@ from tests.support.waiting import eventually
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 
 SEEDS = Path(__file__).parent.parent / "fixtures" / "seeds"
-RABBITMQ_METRICS = "127.0.0.1:15692"
 OCR = (SEEDS / "ocr.1.xml").read_bytes()  # routed to steady and failing
 WATERMARK = (SEEDS / "digital-watermark.1.xml").read_bytes()  # no consumer: unrouted
 UNPARSABLE = b"<Response><JobsDetail>"
@@ -49,8 +49,11 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def test_prometheus_has_data_for_every_dashboard_and_alert_expression_and_alerts_on_parked(
     settings: Settings, broker: BrokerClient, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    async with http.get(f"http://{RABBITMQ_METRICS}/metrics") as response:
-        assert response.status == 200, "enable rabbitmq_prometheus (.ci/run does)"
+    rabbitmq_metrics = f"{URL(settings.broker_url).host}:15692"
+    assert await _status(http, f"http://{rabbitmq_metrics}/metrics") == 200, (
+        f"RabbitMQ's metrics do not answer on {rabbitmq_metrics}: "
+        "rabbitmq-plugins enable rabbitmq_prometheus (.ci/run does it for a local broker)"
+    )
     broker.track(["steady", "failing"], [0.2])
     port, admin = free_port(), {role: free_port() for role in ("ingress", "router", "worker")}
     consumers = ("--consumer", "tests.support.observed_consumers")
@@ -69,7 +72,7 @@ async def test_prometheus_has_data_for_every_dashboard_and_alert_expression_and_
         for role_port in admin.values():
             await eventually(partial(_ready, http, role_port), timeout=30, interval=0.1)
         targets = {f"callback-fanout-{role}": [f"127.0.0.1:{p}"] for role, p in admin.items()}
-        targets |= {"rabbitmq": [RABBITMQ_METRICS], "rabbitmq-queues": [RABBITMQ_METRICS]}
+        targets |= {"rabbitmq": [rabbitmq_metrics], "rabbitmq-queues": [rabbitmq_metrics]}
         prometheus = await PrometheusServer.start(config_for(targets, prefix=settings.prefix))
 
         for body in (OCR, OCR, OCR, WATERMARK, UNPARSABLE, UNPARSABLE):
