@@ -148,16 +148,20 @@ def test_prometheus_scrapes_every_replica_admin_port_and_rabbitmq_queue_depths()
         assert discovery["type"] == "A"
         admin_port = services[role]["environment"]["CALLBACK_FANOUT_HEALTH_PORT"]
         assert discovery["port"] == int(admin_port), role
+    nodes = [name for name, service in services.items() if service.get("hostname") == name]
+    assert "rabbitmq" in nodes
     for job in ("rabbitmq", "rabbitmq-queues"):
-        (static,) = jobs[job]["static_configs"]
-        assert static["targets"] == ["rabbitmq:15692"]
+        (discovery,) = jobs[job]["dns_sd_configs"]  # every node, those of the cluster profile too
+        assert sorted(discovery["names"]) == sorted(nodes)
+        assert (discovery["type"], discovery["port"]) == ("A", 15692)
     assert jobs["rabbitmq-queues"]["metrics_path"] == "/metrics/detailed"
     families = jobs["rabbitmq-queues"]["params"]["family"]
     assert families == ["queue_coarse_metrics", "queue_consumer_count"]
     assert config["rule_files"] == ["alerts.yml"]
     assert "./deploy/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
     plugins_file = "./deploy/rabbitmq/enabled_plugins"
-    assert f"{plugins_file}:/etc/rabbitmq/enabled_plugins:ro" in services["rabbitmq"]["volumes"]
+    for node in nodes:
+        assert f"{plugins_file}:/etc/rabbitmq/enabled_plugins:ro" in services[node]["volumes"]
     assert "rabbitmq_prometheus" in (ROOT / plugins_file).read_text()
 
 
