@@ -74,6 +74,7 @@ async def test_prometheus_has_data_for_every_dashboard_and_alert_expression_and_
         targets = {f"callback-fanout-{role}": [f"127.0.0.1:{p}"] for role, p in admin.items()}
         targets |= {"rabbitmq": [rabbitmq_metrics], "rabbitmq-queues": [rabbitmq_metrics]}
         prometheus = await PrometheusServer.start(config_for(targets, prefix=settings.prefix))
+        await _every_target_up(prometheus)  # scraped once before the flow: rates see it all
 
         for body in (OCR, OCR, OCR, WATERMARK, UNPARSABLE, UNPARSABLE):
             async with http.post(f"http://127.0.0.1:{port}/callbacks", data=body) as response:
@@ -83,7 +84,6 @@ async def test_prometheus_has_data_for_every_dashboard_and_alert_expression_and_
         for queue, count in parked.items():
             await eventually(partial(broker.count_is, queue, count), timeout=30)
 
-        await _every_target_up(prometheus)
         await _prometheus_counts_the_flow(prometheus)
         await _parked_alert_fires_for(prometheus, parked)
         await _every_expression_has_data(prometheus, settings.prefix)
