@@ -1,11 +1,11 @@
-"""The metric names issue 12 makes a contract, with their types: what dashboards and alerts
-may read. Kept in one place until the code's own registry can be asked."""
+"""The metric names issue 12 makes a contract, with their types, and the names the code
+registers: what dashboards and alerts may read."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["CONTRACT", "sample_names"]
+__all__ = ["CONTRACT", "registered", "sample_names"]
 
 CONTRACT: dict[str, str] = {
     "callback_fanout_ingress_requests_total": "counter",
@@ -24,6 +24,24 @@ CONTRACT: dict[str, str] = {
     "callback_fanout_consumer_in_flight": "gauge",
     "callback_fanout_broker_connected": "gauge",
 }
+
+
+def registered() -> dict[str, str]:
+    """Every ``callback_fanout_*`` family the ingress, router and worker register, with its
+    type (a counter by its ``_total`` name)."""
+    from ingress.metrics import IngressMetrics
+    from shared.metrics import Metrics
+    from workers.metrics import RouterMetrics, WorkerMetrics
+
+    metrics = Metrics()
+    IngressMetrics(metrics)
+    RouterMetrics(metrics)
+    WorkerMetrics(metrics)
+    return {
+        family.name + ("_total" if family.type == "counter" else ""): family.type
+        for family in metrics.registry.collect()
+        if family.name.startswith("callback_fanout_")
+    }
 
 
 def sample_names(families: Mapping[str, str]) -> set[str]:
