@@ -7,7 +7,7 @@ children are bound here, once, and the request path only adds to them.
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Literal, get_args
 
 from ingress.spool import Spool
 from shared.metrics import (
@@ -36,18 +36,7 @@ Outcome = Literal[
 
 #: What an answered request counts as: durable (broker-confirmed, or fsynced in the spool),
 #: or the reason it was refused.
-OUTCOMES: tuple[Outcome, ...] = (
-    "accepted",
-    "spooled",
-    "unavailable",
-    "unauthorized",
-    "forbidden",
-    "rate_limited",
-    "too_large",
-    "bad_request",
-    "timeout",
-    "unsupported_encoding",
-)
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 
 
 class IngressMetrics:

@@ -15,19 +15,12 @@ from pydantic import SecretStr
 from shared.settings import Settings
 from tests.conftest import StartSystem
 from tests.support.broker import BrokerClient
+from tests.support.http import status_of
 from tests.support.processes import RoleProcess, free_port
 from tests.support.proxy import CuttableProxy
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.broker
-
-
-async def _status(http: aiohttp.ClientSession, url: str) -> int:
-    try:
-        async with http.get(url) as response:
-            return response.status
-    except aiohttp.ClientError:
-        return 0
 
 
 @pytest.mark.parametrize("role", ["router", "worker"])
@@ -48,14 +41,14 @@ async def test_readyz_is_200_once_consuming_and_503_while_the_broker_is_unreacha
             await eventually(lambda: _is(http, ready, 200), timeout=30, interval=0.1)
             not_ready = f"http://127.0.0.1:{dead_port}/readyz"
             await eventually(lambda: _is(http, not_ready, 503), timeout=30, interval=0.1)
-            assert await _status(http, f"http://127.0.0.1:{dead_port}/healthz") == 200
+            assert await status_of(http, f"http://127.0.0.1:{dead_port}/healthz") == 200
     finally:
         await up.close()
         await down.close()
 
 
 async def _is(http: aiohttp.ClientSession, url: str, status: int) -> bool:
-    return await _status(http, url) == status
+    return await status_of(http, url) == status
 
 
 async def test_a_worker_whose_consumer_cannot_start_exits_1_instead_of_idling(

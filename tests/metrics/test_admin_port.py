@@ -13,6 +13,7 @@ from ingress.metrics import OUTCOMES
 from shared.settings import Settings
 from tests.conftest import SEEDS, StartSystem
 from tests.support.broker import BrokerClient
+from tests.support.http import status_of
 from tests.support.metrics import scrape
 from tests.support.processes import RoleProcess, free_port
 from tests.support.proxy import CuttableProxy
@@ -29,25 +30,17 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def _status(http: aiohttp.ClientSession, url: str) -> int:
-    try:
-        async with http.get(url) as response:
-            return response.status
-    except aiohttp.ClientError:
-        return 0
-
-
 async def test_the_callback_port_serves_callbacks_and_health_but_no_metrics(
     start_system: StartSystem, http: aiohttp.ClientSession
 ) -> None:
     system = await start_system(router=False, worker=False, admin=True)
     assert system.ingress is not None
     public = f"http://127.0.0.1:{system.ingress.port}"
-    assert await _status(http, f"{public}/metrics") == 404
-    assert await _status(http, f"{public}/healthz") == 200
-    assert await _status(http, f"{public}/readyz") == 200
-    assert await _status(http, system.admin_url("ingress", "/healthz")) == 200
-    assert await _status(http, system.admin_url("ingress", "/readyz")) == 200
+    assert await status_of(http, f"{public}/metrics") == 404
+    assert await status_of(http, f"{public}/healthz") == 200
+    assert await status_of(http, f"{public}/readyz") == 200
+    assert await status_of(http, system.admin_url("ingress", "/healthz")) == 200
+    assert await status_of(http, system.admin_url("ingress", "/readyz")) == 200
     metrics = await scrape(http, system.admin_url("ingress"))
     # every outcome is there from the start, at 0
     assert metrics.series("callback_fanout_ingress_requests_total") == {
@@ -63,8 +56,8 @@ async def test_without_metrics_nothing_is_counted_or_served(
     assert system.ingress is not None
     assert system.ingress.metrics is None
     assert (await system.post(OCR)).status == 200
-    assert await _status(http, system.admin_url("ingress", "/metrics")) == 404
-    assert await _status(http, system.admin_url("ingress", "/readyz")) == 200
+    assert await status_of(http, system.admin_url("ingress", "/metrics")) == 404
+    assert await status_of(http, system.admin_url("ingress", "/readyz")) == 200
 
 
 async def test_a_spooled_body_is_counted_and_the_spool_gauges_show_it_until_forwarded(
@@ -127,7 +120,7 @@ async def test_a_role_run_as_a_command_serves_metrics_on_its_admin_port_only(
     metrics = f"http://127.0.0.1:{admin}/metrics"
 
     async def ready() -> bool:
-        return await _status(http, f"http://127.0.0.1:{admin}/readyz") == 200
+        return await status_of(http, f"http://127.0.0.1:{admin}/readyz") == 200
 
     try:
         await eventually(ready, timeout=30, interval=0.1)
@@ -135,7 +128,7 @@ async def test_a_role_run_as_a_command_serves_metrics_on_its_admin_port_only(
         assert up.series("callback_fanout_broker_connected") == {
             frozenset({("role", name)}): 1 for name in roles
         }
-        assert await _status(http, f"http://127.0.0.1:{public}/metrics") == 404
+        assert await status_of(http, f"http://127.0.0.1:{public}/metrics") == 404
         async with http.post(f"http://127.0.0.1:{public}/callbacks", data=OCR) as response:
             assert response.status == 200
         if role == "run":

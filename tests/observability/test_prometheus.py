@@ -15,6 +15,7 @@ from yarl import URL
 
 from shared.settings import Settings
 from tests.support.broker import BrokerClient
+from tests.support.http import status_of
 from tests.support.processes import RoleProcess, free_port
 from tests.support.prometheus import PrometheusServer, config_for
 from tests.support.promql import alert_rules, dashboard_expressions, measured, substitute
@@ -28,16 +29,8 @@ WATERMARK = (SEEDS / "digital-watermark.1.xml").read_bytes()  # no consumer: unr
 UNPARSABLE = b"<Response><JobsDetail>"
 
 
-async def _status(http: aiohttp.ClientSession, url: str) -> int:
-    try:
-        async with http.get(url) as response:
-            return response.status
-    except aiohttp.ClientError:
-        return 0
-
-
 async def _ready(http: aiohttp.ClientSession, port: int) -> bool:
-    return await _status(http, f"http://127.0.0.1:{port}/readyz") == 200
+    return await status_of(http, f"http://127.0.0.1:{port}/readyz") == 200
 
 
 @pytest.fixture
@@ -50,7 +43,7 @@ async def test_prometheus_has_data_for_every_dashboard_and_alert_expression_and_
     settings: Settings, broker: BrokerClient, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     rabbitmq_metrics = f"{URL(settings.broker_url).host}:15692"
-    assert await _status(http, f"http://{rabbitmq_metrics}/metrics") == 200, (
+    assert await status_of(http, f"http://{rabbitmq_metrics}/metrics") == 200, (
         f"RabbitMQ's metrics do not answer on {rabbitmq_metrics}: "
         "rabbitmq-plugins enable rabbitmq_prometheus (.ci/run does it for a local broker)"
     )
