@@ -117,6 +117,19 @@ class Run:
         await asyncio.to_thread(self.cluster.kill, node)
         return time.monotonic()
 
+    async def lose(self, dead: Node, what: str = "") -> None:
+        """Kill ``dead`` under load, time each of its roles' move to another node, and keep
+        the load on the remaining nodes for a while."""
+        on_it = self.roles_on(dead)
+        print(f"\nkilling {dead.full_name}{what}; roles on it: {on_it}")
+        killed_at = await self.kill(dead)
+        for role in on_it:
+            took = await self.failover_of(role, dead, killed_at)
+            print(f"{role} ready on another node after {took:.2f}s")
+        await asyncio.sleep(3)
+        pause = self.longest_handling_pause(killed_at)
+        print(f"longest pause in handling since the kill: {pause:.2f}s")
+
     async def settle(self, back: list[Node]) -> None:
         """Stop the load, wait for the node(s) to rejoin, and check the accounting."""
         await self.load.stop()
@@ -210,30 +223,14 @@ async def test_killing_the_node_the_ingress_is_on_moves_it_to_another_and_loses_
     run: Run,
 ) -> None:
     dead = run.node_of("ingress")
-    print(f"\nkilling {dead.full_name}; roles on it: {run.roles_on(dead)}")
-    on_it = run.roles_on(dead)
-    killed_at = await run.kill(dead)
-    for role in on_it:
-        took = await run.failover_of(role, dead, killed_at)
-        print(f"{role} ready on another node after {took:.2f}s")
-    await asyncio.sleep(3)
-    print(
-        f"longest pause in handling since the kill: {run.longest_handling_pause(killed_at):.2f}s"
-    )  # keep the load on the two remaining nodes for a while
+    await run.lose(dead)
     await run.settle([dead])
 
 
 async def test_killing_the_leader_of_the_raw_queue_loses_nothing(run: Run) -> None:
     raw = run.broker.topology.raw
     dead = await run.leader_of(raw)
-    print(f"\nkilling {dead.full_name}, leader of {raw}; roles on it: {run.roles_on(dead)}")
-    on_it = run.roles_on(dead)
-    killed_at = await run.kill(dead)
-    for role in on_it:
-        took = await run.failover_of(role, dead, killed_at)
-        print(f"{role} ready on another node after {took:.2f}s")
-    await asyncio.sleep(3)
-    print(f"longest pause in handling since the kill: {run.longest_handling_pause(killed_at):.2f}s")
+    await run.lose(dead, f", leader of {raw}")
     leader = await run.leader_of(raw)
     assert leader is not dead
     print(f"new leader of {raw}: {leader.full_name}")
@@ -243,14 +240,7 @@ async def test_killing_the_leader_of_the_raw_queue_loses_nothing(run: Run) -> No
 async def test_killing_the_leader_of_a_consumer_queue_loses_nothing(run: Run) -> None:
     queue = run.broker.topology.consumer("everything", run.settings.retry_delays).main
     dead = await run.leader_of(queue)
-    print(f"\nkilling {dead.full_name}, leader of {queue}; roles on it: {run.roles_on(dead)}")
-    on_it = run.roles_on(dead)
-    killed_at = await run.kill(dead)
-    for role in on_it:
-        took = await run.failover_of(role, dead, killed_at)
-        print(f"{role} ready on another node after {took:.2f}s")
-    await asyncio.sleep(3)
-    print(f"longest pause in handling since the kill: {run.longest_handling_pause(killed_at):.2f}s")
+    await run.lose(dead, f", leader of {queue}")
     await run.settle([dead])
 
 
