@@ -64,9 +64,13 @@ class AckGroup:
 
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # let the handlers finishing in this turn join the group
-        handled, self._handled = self._handled, {}
-        if not handled:
-            return
+        # Deliveries handled while a group's acks are being sent join the next group: this
+        # task is the only one sending, so it goes on until nothing is left waiting.
+        while self._handled:
+            handled, self._handled = self._handled, {}
+            await self._send(handled)
+
+    async def _send(self, handled: dict[int, AbstractIncomingMessage]) -> None:
         channel = next(iter(handled.values())).channel
         self._open.difference_update(handled)
         lowest_open = min(self._open, default=None)
