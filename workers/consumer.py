@@ -165,8 +165,7 @@ class LoadedConsumer:
         if not isinstance(spec, ConsumerSpec):
             raise ConsumerDeclarationError(f"{origin}: not declared with @consumer")
         if inspect.isclass(target) and issubclass(target, Consumer):
-            instance = target()
-            return cls(spec, instance.handle, instance.startup, instance.shutdown, origin, target)
+            return cls.from_instance(spec, target(), origin, target)
         assert callable(target)
         return cls(spec, _as_async(target), _noop, _noop, origin, target)
 
@@ -175,6 +174,13 @@ class LoadedConsumer:
         """Whether a shutdown hook of the consumer's own must run."""
         hook = getattr(self.shutdown, "__func__", self.shutdown)
         return hook is not _noop and hook is not Consumer.shutdown
+
+    @classmethod
+    def from_instance(
+        cls, spec: ConsumerSpec, instance: Consumer, origin: str, target: object = None
+    ) -> LoadedConsumer:
+        """A class-form consumer already made (a configured built-in, or a declared class)."""
+        return cls(spec, instance.handle, instance.startup, instance.shutdown, origin, target)
 
     @classmethod
     def from_handler(

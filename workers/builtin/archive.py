@@ -290,11 +290,6 @@ def build(spec: ConsumerSpec, options: Options) -> LoadedConsumer:
     mask_values(dsn, *filter(None, [urlsplit(dsn).password]))
     if spec.concurrency is None:
         spec = replace(spec, concurrency=2 * options.batch_size)
-    instance = ArchiveConsumer(spec, options)
-    return LoadedConsumer.from_handler(
-        spec,
-        instance.handle,
-        f"built-in archive as {spec.name!r}",
-        startup=instance.startup,
-        shutdown=instance.shutdown,
+    return LoadedConsumer.from_instance(
+        spec, ArchiveConsumer(spec, options), f"built-in archive as {spec.name!r}"
     )

@@ -180,11 +180,6 @@ def build(spec: ConsumerSpec, options: Options) -> LoadedConsumer:
     """An ``archive-files`` consumer for ``spec``."""
     if spec.concurrency is None:
         spec = replace(spec, concurrency=2 * options.batch_size)
-    instance = ArchiveFilesConsumer(spec, options)
-    return LoadedConsumer.from_handler(
-        spec,
-        instance.handle,
-        f"built-in archive-files as {spec.name!r}",
-        startup=instance.startup,
-        shutdown=instance.shutdown,
+    return LoadedConsumer.from_instance(
+        spec, ArchiveFilesConsumer(spec, options), f"built-in archive-files as {spec.name!r}"
     )

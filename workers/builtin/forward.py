@@ -246,11 +246,6 @@ def build(spec: ConsumerSpec, options: Options) -> LoadedConsumer:
     mask_values(*options.secrets, *credentials)
     if (password := urlsplit(str(options.url)).password) is not None:
         mask_values(password)
-    instance = ForwardConsumer(spec, options)
-    return LoadedConsumer.from_handler(
-        spec,
-        instance.handle,
-        f"built-in forward as {spec.name!r}",
-        startup=instance.startup,
-        shutdown=instance.shutdown,
+    return LoadedConsumer.from_instance(
+        spec, ForwardConsumer(spec, options), f"built-in forward as {spec.name!r}"
     )
