@@ -62,7 +62,7 @@ from shared.settings import Settings  # noqa: E402
 from shared.topology import Topology  # noqa: E402
 from workers.builtin import archive, forward  # noqa: E402
 from workers.consumer import ConsumerSpec, LoadedConsumer  # noqa: E402
-from workers.envelope import event_message  # noqa: E402
+from workers.eventformat import event_message  # noqa: E402
 from workers.runtime import WorkerService  # noqa: E402
 
 SEED = ROOT / "tests" / "fixtures" / "seeds" / "ocr.1.xml"
@@ -128,7 +128,7 @@ def events(n: int, offset: int) -> list[aio_pika.Message]:
             raw_body=body,
         )
         [event] = parse_callback(body, envelope=envelope)
-        out.append(event_message(event, 0))
+        out.append(event_message(event))
     return out
 
 

@@ -349,7 +349,7 @@ def _print_parked(
     if with_body:
         for parked in shown:
             console.rule(f"{parked.message.message_id or '(no message id)'}")
-            console.print(parked.message.body.decode("utf-8", "backslashreplace"), markup=False)
+            console.print(parked.body_text(), markup=False)
 
 
 def _confirmed(queue: str) -> bool:

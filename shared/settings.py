@@ -150,6 +150,16 @@ class Settings(BaseSettings):
     )
     # Router
     router_prefetch: int = Field(64, ge=1, description="Raw bodies a router holds unacked.")
+    event_format: Literal["framed", "json"] = Field(
+        "framed",
+        description="How the router publishes events: `framed` (events that share a routing "
+        "key and wait at the same moment travel as one message, the raw body beside each "
+        "event's JSON) or `json` (one event per message, its JSON with the raw body inside "
+        "in base64, the format before 0.2.0). Workers read both.",
+    )
+    event_batch_max: int = Field(
+        100, ge=1, le=10_000, description="Most events in one framed event message."
+    )
     # Consumer workers
     consumers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -3,6 +3,7 @@ checked against real events from the parser."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,8 @@ from shared.callbacks.events import OPERATION_MODELS, CallbackEvent
 from shared.callbacks.moderation import MODERATION_EVENTS
 from shared.errors import ParseError
 from tests.conftest import SEEDS
-from workers.envelope import event_message
+from workers.eventformat import EVENTS_CONTENT_TYPE, encode, entries_of, event_message
+from workers.outbox import json_message
 from workers.testing import make_event, parse_body, seed, seed_names
 
 CALLBACKS = Path(__file__).parent / "fixtures" / "callbacks"
@@ -47,8 +49,15 @@ def _real_events() -> Iterator[tuple[str, CallbackEvent]]:
 
 
 def _wire(event: CallbackEvent) -> Any:
-    """The event as a consumer queue receives it: the body the router publishes."""
-    return json.loads(event_message(event, 0).body)
+    """The event's JSON as a consumer queue receives it in a framed message (raw body beside)."""
+    message = event_message(event)
+    [entry] = entries_of(message.content_type, message.body)
+    return json.loads(entry.doc)
+
+
+def _wire_json(event: CallbackEvent) -> Any:
+    """The event as a message of the JSON format carries it (raw body inside, base64)."""
+    return json.loads(json_message(event, event.model_dump_json().encode()).body)
 
 
 def test_the_json_schema_validates_every_event_the_parser_makes_of_the_seeds(
@@ -89,9 +98,8 @@ def _resolving_validator(document: dict[str, Any]) -> jsonschema.Draft202012Vali
     """A validator for the document's payload schema, its references resolved in the document."""
     resource = Resource.from_contents(document, default_specification=DRAFT202012)
     registry: Registry[Any] = Registry().with_resource("urn:asyncapi", resource)
-    payload_ref = document["components"]["messages"]["callbackEvent"]["payload"]["$ref"]
     return jsonschema.Draft202012Validator(
-        {"$ref": "urn:asyncapi" + payload_ref}, registry=registry
+        {"$ref": "urn:asyncapi#/components/schemas/CallbackEvent"}, registry=registry
     )
 
 
@@ -151,12 +159,31 @@ def test_the_asyncapi_document_describes_the_exchange_its_keys_headers_and_paylo
         assert _lookup(document, ref) is not None, ref  # every reference resolves in the file
 
     message = document["components"]["messages"]["callbackEvent"]
-    real = event_message(make_event(), 0)
+    real = event_message(make_event())
     assert set(message["headers"]["properties"]) == set(real.headers)
-    assert message["contentType"] == real.content_type == "application/json"
+    assert set(message["headers"]["required"]) == {"x-routing-key", "x-event-count"}
+    assert message["contentType"] == real.content_type == EVENTS_CONTENT_TYPE
+    assert message["payload"]["format"] == "binary"
     validator = _resolving_validator(document)
     for name, event in _real_events():
         assert [e.message for e in validator.iter_errors(_wire(event))] == [], name
+
+
+def test_the_asyncapi_document_of_a_json_deployment_describes_one_event_per_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    document = _printed(capsys, "--asyncapi", "--event-format", "json")
+    message = document["components"]["messages"]["callbackEvent"]
+    event = make_event()
+    real = json_message(event, event.model_dump_json().encode())
+    assert set(message["headers"]["properties"]) == set(real.headers)
+    assert message["contentType"] == real.content_type == "application/json"
+    assert message["payload"] == {"$ref": "#/components/schemas/CallbackEvent"}
+    validator = _resolving_validator(document)
+    for name, event in _real_events():
+        assert [e.message for e in validator.iter_errors(_wire_json(event))] == [], name
+        inside = base64.urlsafe_b64decode(_wire_json(event)["envelope"]["raw_body"])
+        assert inside == encode(event).raw  # the same bytes a framed message carries beside
 
 
 def test_the_asyncapi_document_defaults_to_the_default_prefix_and_local_broker(

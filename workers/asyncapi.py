@@ -1,8 +1,10 @@
 """An AsyncAPI 3.0 document of the events exchange, for teams that consume it directly.
 
 A service in any language binds a queue of its own to ``<prefix>.events`` (a topic exchange)
-with routing-key patterns and reads the event JSON; this document describes the exchange, the
-routing keys, the message headers and properties, and the payload's JSON Schema.
+with routing-key patterns and reads the events; this document describes the exchange, the
+routing keys, the message headers and properties, and the event's JSON Schema. The message
+it describes is the one this deployment's router publishes (the ``event_format`` setting):
+framed events (``workers.eventformat``) or one event's JSON.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from shared.callbacks.moderation import MODERATION_EVENTS
 from shared.callbacks.schema import event_json_schema
 from shared.settings import Settings
 from shared.topology import Topology
+from workers.eventformat import EVENT_COUNT_HEADER, EVENTS_CONTENT_TYPE
 
-__all__ = ["EVENT_HEADERS", "asyncapi_document"]
+__all__ = ["EVENT_HEADERS", "FRAMED_HEADERS", "asyncapi_document"]
 
-#: The headers of every event message on the exchange.
+#: The headers of an event message of the JSON format (``event_format = "json"``).
 EVENT_HEADERS = {
     "x-idempotency-key": "The event's idempotency key (also the payload's `idempotency_key`): "
     "the same for every copy of one job's result. Delivery is at least once: drop a key you "
@@ -30,6 +33,24 @@ EVENT_HEADERS = {
     "x-routing-key": "The routing key the event was published with (`<EventName>.<Second>.<Third>`)"
     ", kept when a parked event is replayed.",
 }
+
+#: The headers of a framed event message (the default format): the last two only on a
+#: message of one event.
+FRAMED_HEADERS = {
+    "x-routing-key": EVENT_HEADERS["x-routing-key"],
+    EVENT_COUNT_HEADER: "The number of events in the message, all of this routing key.",
+    "x-idempotency-key": "On a message of one event: " + EVENT_HEADERS["x-idempotency-key"],
+    "x-request-id": "On a message of one event: " + EVENT_HEADERS["x-request-id"],
+}
+
+_FRAMING = (
+    "The events that share a routing key and waited for the broker at the same moment, back "
+    "to back; each entry is a 4-byte big-endian length M, M bytes of the event's JSON (the "
+    "`CallbackEvent` schema; `envelope.raw_body` left out), a 4-byte big-endian length N "
+    "and the raw body, N bytes byte for byte; N = 0xFFFFFFFF instead means the previous "
+    "entry's raw body (the jobs of one callback share it). Persistent (delivery mode 2); "
+    "message id `<request id>.<job index>` of the first event."
+)
 
 _BINDING = "0.3.0"
 
@@ -63,7 +84,7 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
                 f"Events no queue is bound to go to `{topology.unrouted}`."
             ),
         },
-        "defaultContentType": "application/json",
+        "defaultContentType": _content_type(settings),
         "servers": {
             "rabbitmq": {
                 "host": f"{broker.host or 'localhost'}:{broker.port or 5672}",
@@ -127,28 +148,54 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
         },
         "components": {
             "messages": {
-                "callbackEvent": {
-                    "name": "CallbackEvent",
-                    "title": "One job's result",
-                    "contentType": "application/json",
-                    "description": (
-                        "Persistent (delivery mode 2); message id `<request id>.<index of the "
-                        "event in the callback>`. The payload's field names are snake_case."
-                    ),
-                    "headers": {
-                        "type": "object",
-                        "properties": {
-                            name: {"type": "string", "description": text}
-                            for name, text in EVENT_HEADERS.items()
-                        },
-                        "required": sorted(EVENT_HEADERS),
-                    },
-                    "payload": {"$ref": "#/components/schemas/CallbackEvent"},
-                    "bindings": {
-                        "amqp": {"messageType": "CallbackEvent", "bindingVersion": _BINDING}
-                    },
-                }
+                "callbackEvent": _message(settings),
             },
             "schemas": schemas,
         },
+    }
+
+
+def _content_type(settings: Settings) -> str:
+    return "application/json" if settings.event_format == "json" else EVENTS_CONTENT_TYPE
+
+
+def _message(settings: Settings) -> dict[str, Any]:
+    """The event message as this deployment's router publishes it."""
+    bindings = {"amqp": {"messageType": "CallbackEvent", "bindingVersion": _BINDING}}
+    if settings.event_format == "json":
+        return {
+            "name": "CallbackEvent",
+            "title": "One job's result",
+            "contentType": "application/json",
+            "description": (
+                "Persistent (delivery mode 2); message id `<request id>.<index of the "
+                "event in the callback>`. The payload's field names are snake_case."
+            ),
+            "headers": _headers(EVENT_HEADERS, sorted(EVENT_HEADERS)),
+            "payload": {"$ref": "#/components/schemas/CallbackEvent"},
+            "bindings": bindings,
+        }
+    return {
+        "name": "CallbackEvents",
+        "title": "Job results of one routing key, framed",
+        "contentType": EVENTS_CONTENT_TYPE,
+        "description": _FRAMING,
+        "headers": _headers(FRAMED_HEADERS, ["x-routing-key", EVENT_COUNT_HEADER]),
+        "payload": {
+            "type": "string",
+            "format": "binary",
+            "description": "Entries of `CallbackEvent` JSON and raw bodies (see above).",
+        },
+        "bindings": bindings,
+    }
+
+
+def _headers(described: dict[str, str], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            name: {"type": "integer" if name == EVENT_COUNT_HEADER else "string", "description": t}
+            for name, t in described.items()
+        },
+        "required": required,
     }

@@ -1,19 +1,17 @@
-"""Between AMQP messages and the event model: envelopes in, event messages out."""
+"""Between AMQP messages and the event model: envelopes in, copies of messages out."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, HeadersType
 
-from shared.callbacks.events import CallbackEvent, Envelope
+from shared.callbacks.events import Envelope
 
 __all__ = [
     "copy_with_headers",
     "envelope_of",
-    "event_message",
     "http_headers_of",
     "parked_copy",
 ]
@@ -46,23 +44,6 @@ def envelope_of(message: AbstractIncomingMessage) -> Envelope:
         headers=http_headers_of(message),
         token_name=_text(token) if token is not None else None,
         raw_body=message.body,
-    )
-
-
-def event_message(event: CallbackEvent, index: int) -> aio_pika.Message:
-    """The message a consumer queue receives for one event."""
-    request_id = event.envelope.request_id if event.envelope else ""
-    headers: dict[str, Any] = {
-        "x-idempotency-key": event.idempotency_key,
-        "x-request-id": request_id,
-        "x-routing-key": event.routing_key,
-    }
-    return aio_pika.Message(
-        event.model_dump_json().encode(),
-        content_type="application/json",
-        message_id=f"{request_id}.{index}",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        headers=headers,
     )
 
 

@@ -1,11 +1,11 @@
 """What happens to one delivery of an event to a consumer: the runtime's one decision.
 
-:func:`handle_delivery` validates the event, claims its key when the consumer deduplicates,
-runs the handler under its timeout and decides, from the consumer's policy and the attempts
-already made, what becomes of the delivery: handled, dropped as a duplicate, retried after a
-delay, or parked. The worker (``workers.runtime``) carries the decision out on the broker;
-the test kit (``workers.testing``) reports it. Both call this function, so a test sees what
-the runtime would do.
+:func:`handle_delivery` validates one event of a delivery, claims its key when the
+consumer deduplicates, runs the handler under its timeout and decides, from the consumer's
+policy and the attempts already made, what becomes of it: handled, dropped as a duplicate,
+retried after a delay, or parked. The worker (``workers.runtime``) carries the decision out
+on the broker; the test kit (``workers.testing``) reports it. Both call this function, so a
+test sees what the runtime would do.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from shared.errors import GiveUp, Retry
 from shared.settings import Settings
 from workers.consumer import ConsumerSpec, LoadedConsumer
 from workers.dedupe import Claim, DedupeStore
+from workers.eventformat import Entry
 from workers.retry import RetryPolicy
 
 __all__ = ["ConsumerPolicy", "Outcome", "OutcomeKind", "describe", "handle_delivery"]
@@ -92,18 +93,18 @@ class Outcome:
 async def handle_delivery(
     consumer: LoadedConsumer,
     policy: ConsumerPolicy,
-    body: bytes,
+    entry: Entry,
     attempts_done: int,
     dedupe: DedupeStore | None,
 ) -> Outcome:
-    """Run ``consumer`` on the event in ``body`` (its JSON, as the router publishes it).
+    """Run ``consumer`` on the event of ``entry`` (one event of a message, as it travelled).
 
     ``dedupe`` is used only when the policy deduplicates. Raises only what the dedupe store
     raises after the handler succeeded, and ``CancelledError``.
     """
     attempt = attempts_done + 1
     try:
-        event = CallbackEvent.model_validate_json(body)
+        event = entry.event()
     except pydantic.ValidationError as exc:
         return Outcome("parked", attempt, attempt, reason=f"event does not validate: {exc}")
     store = dedupe if policy.dedupe else None

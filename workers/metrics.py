@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from shared.callbacks.catalogue import known_words
 from shared.metrics import (
+    BATCH_BUCKETS,
     HANDLER_BUCKETS,
     LAG_BUCKETS,
     PARSE_BUCKETS,
@@ -49,6 +50,12 @@ class RouterMetrics:
             "outside the vendor's catalogue counts as `other`.",
             ("event_name", "tag", "state"),
         )
+        self.batch_events: Histogram = metrics.histogram(
+            "callback_fanout_router_batch_events",
+            "Events per message confirmed by the broker (how much the router's group commit "
+            "coalesces).",
+            BATCH_BUCKETS,
+        ).labels()
         self.parse_seconds: Histogram = metrics.histogram(
             "callback_fanout_router_parse_seconds",
             "Seconds to parse one raw body (whether it parses or not).",

@@ -14,6 +14,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import aio_pika
@@ -22,6 +23,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from shared.errors import ConfigError
 from shared.topology import Topology
 from workers.envelope import copy_with_headers
+from workers.eventformat import EventFormatError, entries_of, is_events
 
 __all__ = ["MessageFilter", "ParkedMessage", "Parking", "topic_matches"]
 
@@ -81,22 +83,52 @@ class ParkedMessage:
         key = self.headers.get("x-routing-key")
         return str(key) if key is not None else None
 
-    def _event_field(self, *path: str) -> object:
-        """A field of the event in the body (events are JSON; unparsed bodies are not)."""
-        if self.message.content_type != "application/json":
-            return None
+    @cached_property
+    def _events(self) -> list[dict[str, Any]]:
+        """The events in the body as JSON objects: one of the JSON format, or each framed
+        entry's (``workers.eventformat``); none for a raw body or one that does not read."""
+        message = self.message
+        if message.content_type != "application/json" and not is_events(message.content_type):
+            return []
         try:
-            value: object = json.loads(self.message.body)
-        except ValueError:
-            return None
+            entries = entries_of(message.content_type, message.body)
+            docs = [json.loads(entry.doc) for entry in entries]
+        except (ValueError, EventFormatError):
+            return []
+        return [doc for doc in docs if isinstance(doc, dict)]
+
+    def _event_field(self, *path: str) -> object:
+        """A field of the (first) event in the body; None for a raw body."""
+        value: object = self._events[0] if self._events else None
         for key in path:
             value = value.get(key) if isinstance(value, dict) else None
         return value
 
     @property
     def job_id(self) -> str | None:
+        """The job id of the (first) event in the body."""
         value = self._event_field("job_id")
         return str(value) if value is not None else None
+
+    @property
+    def job_ids(self) -> list[str]:
+        """The job ids of every event in the body."""
+        return [str(e["job_id"]) for e in self._events if e.get("job_id") is not None]
+
+    def body_text(self) -> str:
+        """The body as text: a framed message as its events' JSON and their raw bodies."""
+        message = self.message
+        if not is_events(message.content_type):
+            return message.body.decode("utf-8", "backslashreplace")
+        try:
+            entries = entries_of(message.content_type, message.body)
+        except EventFormatError as exc:
+            return f"(does not unpack: {exc.reason}) " + repr(message.body[:2000])
+        parts = []
+        for entry in entries:
+            parts.append(entry.doc.decode("utf-8", "backslashreplace"))
+            parts.append((entry.raw or b"").decode("utf-8", "backslashreplace"))
+        return "\n".join(parts)
 
     @property
     def since(self) -> datetime | None:
@@ -127,9 +159,23 @@ class ParkedMessage:
             "size": len(self.message.body),
             "headers": {k: _jsonable(v) for k, v in h.items()},
         }
+        if is_events(self.message.content_type):
+            out["events"] = len(self._events)
         if with_body:
-            out["body"] = self.message.body.decode("utf-8", "backslashreplace")
+            if is_events(self.message.content_type):
+                out["events_json"] = self._events
+                out["body"] = self._raw_text()
+            else:
+                out["body"] = self.message.body.decode("utf-8", "backslashreplace")
         return out
+
+    def _raw_text(self) -> str:
+        """The raw body of the first framed event, as the sender sent it."""
+        try:
+            raw = entries_of(self.message.content_type, self.message.body)[0].raw
+        except EventFormatError:
+            return ""
+        return (raw or b"").decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)
@@ -145,7 +191,7 @@ class MessageFilter:
             parked.routing_key and topic_matches(self.routing_key, parked.routing_key)
         ):
             return False
-        if self.job_id is not None and parked.job_id != self.job_id:
+        if self.job_id is not None and self.job_id not in parked.job_ids:
             return False
         return self.reason is None or self.reason in parked.reason
 

@@ -1,8 +1,10 @@
 """The router: raw bodies in, one event per job out to the topic exchange.
 
 Each raw message is parsed, its events are published (confirmed) with their routing keys,
-and only then is the raw message acked. A body that does not parse goes, byte for byte with
-its properties, to ``<prefix>.unparsed`` with the reason in ``x-parse-error``.
+and only then is the raw message acked. Events that share a routing key and wait for the
+broker at the same moment leave as one message (``workers.outbox``, ``workers.eventformat``).
+A body that does not parse goes, byte for byte with its properties, to ``<prefix>.unparsed``
+with the reason in ``x-parse-error``.
 
 A batch message from the ingress (group commit, ``shared.batchformat``) is unpacked and each
 of its bodies is routed or parked exactly as the lone message it would have been
@@ -33,8 +35,9 @@ from shared.metrics import Metrics, metrics_for
 from shared.settings import Settings
 from shared.topology import Topology
 from workers.batch import raw_messages
-from workers.envelope import envelope_of, event_message, http_headers_of, parked_copy
+from workers.envelope import envelope_of, http_headers_of, parked_copy
 from workers.metrics import RouterMetrics
+from workers.outbox import Outbox
 
 __all__ = ["RouterService"]
 
@@ -60,6 +63,7 @@ class RouterService:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None  # consumes the raw queue
         self._publishing: RenewingChannel[AbstractExchange] | None = None  # events, parking
+        self._outbox: Outbox | None = None
         self._raw: AbstractQueue | None = None
         self._tag: str | None = None
         self._stopping = False
@@ -87,6 +91,12 @@ class RouterService:
             self._connection, self.topology.declare_events, what="router"
         )
         await self._publishing.open()
+        self._outbox = Outbox(
+            self._publishing,
+            event_format=self.settings.event_format,
+            max_events=self.settings.event_batch_max,
+            batch_events=self._counted.batch_events if self._counted is not None else None,
+        )
         self._channel = channel
         self._tag = await self._raw.consume(self._on_message)
         log.info("router consuming", queue=self.topology.raw)
@@ -162,8 +172,6 @@ class RouterService:
 
     async def _route_lone(self, message: AbstractIncomingMessage) -> None:
         """Parse one lone body and publish its events, or park it; confirmed either way."""
-        assert self._publishing is not None
-        exchange = self._publishing.declared
         counted = self._counted
         started = time.perf_counter()
         try:
@@ -185,16 +193,8 @@ class RouterService:
             return
         if counted is not None:
             counted.parse_seconds.observe(time.perf_counter() - started)
-        publishing = [
-            exchange.publish(event_message(ev, i), routing_key=ev.routing_key)
-            for i, ev in enumerate(events)
-        ]
-        if len(publishing) == 1:  # most callbacks carry one job: no task for the gather
-            await publishing[0]
-        else:
-            for result in await asyncio.gather(*publishing, return_exceptions=True):
-                if isinstance(result, BaseException):
-                    raise result
+        assert self._outbox is not None
+        await self._outbox.send(events)
         if counted is not None:
             counted.routed.inc()
             for event in events:
@@ -231,5 +231,7 @@ class RouterService:
             await within(5.0, self._raw.cancel(self._tag), "cancel consumer")
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=self.settings.shutdown_grace)
+        if self._outbox is not None:
+            await self._outbox.close()
         if self._connection is not None:
             await within(5.0, self._connection.close(), "close connection")

@@ -1,9 +1,11 @@
 """Running consumers: one queue, channel, prefetch and retry policy per consumer.
 
-For each message: rebuild the event, run the handler (with a timeout), ack on success. On
-failure, republish to the consumer's delay queue for the next attempt (it expires back into
-the consumer queue) or, when attempts are used up or the consumer gave up, to its dead
-queue with the last error; the original is acked only after that publish is confirmed.
+For each event of a message (one, or several of one routing key: ``workers.eventformat``):
+rebuild the event, run the handler (with a timeout). On failure, republish the event alone
+to the consumer's delay queue for the next attempt (it expires back into the consumer
+queue) or, when attempts are used up or the consumer gave up, to its dead queue with the
+last error. The message is acked once each of its events is handled or its copy confirmed.
+At most ``concurrency`` handlers run at once, whatever the messages hold.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
+    HeadersType,
 )
 
 from shared.amqp import connect, within
@@ -31,6 +34,7 @@ from workers.acks import AckGroup
 from workers.consumer import LoadedConsumer
 from workers.dedupe import DedupeStore, build_store
 from workers.envelope import parked_copy
+from workers.eventformat import EVENT_COUNT_HEADER, Entry, EventFormatError, entries_of
 from workers.handling import ConsumerPolicy, Outcome, describe, handle_delivery
 from workers.metrics import ConsumerMetrics, WorkerMetrics
 
@@ -58,12 +62,14 @@ class ConsumerRunner:
     _stopping: bool = False
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
     _acks: AckGroup = field(default_factory=AckGroup)
+    _slots: asyncio.Semaphore = field(init=False)  # handlers running at once
 
     def __post_init__(self) -> None:
         self.handling = ConsumerPolicy.for_consumer(self.consumer.spec, self.settings)
         self.queues = self.topology.consumer(self.consumer.spec.name, self.handling.retry.delays)
         if not self.handling.dedupe:
             self.dedupe = None
+        self._slots = asyncio.Semaphore(self.handling.concurrency)
 
     @property
     def concurrency(self) -> int:
@@ -104,9 +110,6 @@ class ConsumerRunner:
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.in_flight.inc()
         try:
             await self._handle(message)
         except asyncio.CancelledError:
@@ -120,62 +123,117 @@ class ConsumerRunner:
                 await message.nack(requeue=True)
         finally:
             self._inflight.discard(task)
-            if metrics is not None:
-                metrics.in_flight.dec()
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
+        """Handle every event the message carries; ack it once each is settled."""
         headers = message.headers or {}
         raw_attempts = headers.get(ATTEMPTS_HEADER, 0)
         done = raw_attempts if isinstance(raw_attempts, int) else 0
+        try:
+            count = headers.get(EVENT_COUNT_HEADER)
+            entries = entries_of(message.content_type, message.body, count)
+        except EventFormatError as exc:  # parked whole, byte for byte
+            reason = f"event message does not unpack: {exc.reason}"
+            outcome = Outcome("parked", done + 1, done + 1, reason=reason)
+            await self._dead(message, outcome)
+            self._count(outcome)
+        else:
+            if len(entries) == 1:
+                await self._handle_entry(message, entries[0], done, alone=True)
+            else:
+                await self._handle_all(message, entries, done)
+        self._acks.ack(message)
+
+    async def _handle_all(
+        self, message: AbstractIncomingMessage, entries: list[Entry], done: int
+    ) -> None:
+        """The events of one message side by side, within the consumer's concurrency."""
+        handling = [
+            asyncio.create_task(self._handle_entry(message, entry, done, alone=False))
+            for entry in entries
+        ]
+        # Every task is awaited (none left with an unretrieved error), then the first error.
+        results = await asyncio.gather(*handling, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _handle_entry(
+        self, message: AbstractIncomingMessage, entry: Entry, done: int, *, alone: bool
+    ) -> None:
+        """Run the handler on one event and carry out the outcome (the message's ack aside).
+
+        An event retried or parked leaves as a message of its own: the message itself when
+        it carries nothing else (``alone``), else a message of this one entry.
+        """
         structlog.contextvars.bind_contextvars(
             consumer=self.name, message_id=message.message_id, attempt=done + 1
         )
-        started = time.monotonic()
-        outcome = await handle_delivery(
-            self.consumer, self.handling, message.body, done, self.dedupe
-        )
+        metrics = self.metrics
+        async with self._slots:
+            if metrics is not None:
+                metrics.in_flight.inc()
+            try:
+                started = time.monotonic()
+                outcome = await handle_delivery(
+                    self.consumer, self.handling, entry, done, self.dedupe
+                )
+            finally:
+                if metrics is not None:
+                    metrics.in_flight.dec()
         if outcome.kind == "handled":
-            self._acks.ack(message)
             log.debug("handled", elapsed=round(time.monotonic() - started, 4))
         elif outcome.kind == "duplicate":
-            self._acks.ack(message)
             assert outcome.event is not None
             log.info("duplicate dropped", idempotency_key=outcome.event.idempotency_key)
         elif outcome.kind == "retried":
-            await self._retry(message, outcome)
+            await self._retry(message, entry if not alone else None, outcome)
         else:
-            await self._dead(message, outcome.attempts, outcome.reason or "")
+            await self._dead(message, outcome, entry if not alone else None)
+        self._count(outcome)
+
+    def _count(self, outcome: Outcome) -> None:
         if self.metrics is not None:
             self.metrics.record(outcome)  # settled: acked, retried or parked
 
-    async def _retry(self, message: AbstractIncomingMessage, outcome: Outcome) -> None:
-        assert self._channel is not None
+    async def _retry(
+        self, message: AbstractIncomingMessage, entry: Entry | None, outcome: Outcome
+    ) -> None:
         assert outcome.delay is not None
         error = outcome.reason or ""
-        await self._channel.default_exchange.publish(
-            parked_copy(message, {ATTEMPTS_HEADER: outcome.attempts, "x-last-error": error[:4000]}),
-            routing_key=self.queues.delay_queue(outcome.delay),
+        await self._republish(
+            message,
+            entry,
+            {ATTEMPTS_HEADER: outcome.attempts, "x-last-error": error[:4000]},
+            self.queues.delay_queue(outcome.delay),
         )
-        self._acks.ack(message)
         log.warning("handler failed, will retry", error=error, retry_in=outcome.delay)
 
-    async def _dead(self, message: AbstractIncomingMessage, attempt: int, error: str) -> None:
-        assert self._channel is not None
-        await self._channel.default_exchange.publish(
-            parked_copy(
-                message,
-                {
-                    ATTEMPTS_HEADER: attempt,
-                    "x-last-error": error[:4000],
-                    "x-consumer": self.name,
-                    # whole seconds: the AMQP client sends a float as 32 bits (±64 s today)
-                    "x-dead-at": int(time.time()),
-                },
-            ),
-            routing_key=self.queues.dead,
-        )
-        self._acks.ack(message)
+    async def _dead(
+        self, message: AbstractIncomingMessage, outcome: Outcome, entry: Entry | None = None
+    ) -> None:
+        error = outcome.reason or ""
+        headers: HeadersType = {
+            ATTEMPTS_HEADER: outcome.attempts,
+            "x-last-error": error[:4000],
+            "x-consumer": self.name,
+            # whole seconds: the AMQP client sends a float as 32 bits (±64 s today)
+            "x-dead-at": int(time.time()),
+        }
+        await self._republish(message, entry, headers, self.queues.dead)
         log.error("event parked in dead queue", error=error, queue=self.queues.dead)
+
+    async def _republish(
+        self,
+        message: AbstractIncomingMessage,
+        entry: Entry | None,
+        headers: HeadersType,
+        queue: str,
+    ) -> None:
+        """Publish (confirmed) the message, or one entry of it alone, with ``headers``."""
+        assert self._channel is not None
+        copy = parked_copy(message, headers) if entry is None else entry.message(message, headers)
+        await self._channel.default_exchange.publish(copy, routing_key=queue)
 
     async def stop(self, grace: float) -> None:
         """Stop taking messages, let in-flight handlers finish within ``grace``, then cancel."""

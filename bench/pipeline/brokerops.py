@@ -105,7 +105,7 @@ async def fill_backlog(url: str, prefix: str, count: int) -> int:
     from shared.callbacks.parser import parse_callback
     from shared.settings import Settings
     from shared.topology import Topology
-    from workers.envelope import event_message
+    from workers.eventformat import event_message
 
     seed = SEED.read_bytes()
     topology = Topology(prefix)
@@ -128,7 +128,7 @@ async def fill_backlog(url: str, prefix: str, count: int) -> int:
                     raw_body=seed,
                 )
                 [event] = parse_callback(seed, envelope=envelope)
-                messages.append(event_message(event, 0))
+                messages.append(event_message(event))
             size += sum(len(m.body) for m in messages)
             await asyncio.gather(
                 *(channel.default_exchange.publish(m, routing_key=queues.main) for m in messages)

@@ -24,6 +24,9 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
     model_validator,
 )
 
@@ -72,6 +75,7 @@ from shared.callbacks.workflow import WorkflowExecution, WorkflowRef
 
 __all__ = [
     "OPERATION_MODELS",
+    "RAW_BODY_CONTEXT",
     "CallbackEvent",
     "Envelope",
     "EventFamily",
@@ -79,6 +83,10 @@ __all__ = [
 ]
 
 EventFamily = Literal["task", "workflow", "moderation"]
+
+#: The validation context key of a raw body that travelled beside the event's JSON rather
+#: than inside it (``CallbackEvent.model_validate_json(doc, context={RAW_BODY_CONTEXT: raw})``).
+RAW_BODY_CONTEXT = "raw_body"
 
 #: The operation model for each ``kind`` (a task's ``Tag``, a moderation event's name).
 OPERATION_MODELS: dict[str, type[BaseOperation]] = {
@@ -153,7 +161,21 @@ class Envelope(BaseModel):
     content_type: str | None = None
     headers: dict[str, str] = {}
     token_name: str | None = None
-    raw_body: bytes
+    #: The body as it came, byte for byte. Empty only in an event validated from JSON that
+    #: left it out, where it travels beside the JSON (``RAW_BODY_CONTEXT``).
+    raw_body: bytes = Field(b"", validate_default=True)
+
+    @field_validator("raw_body", mode="wrap")
+    @classmethod
+    def _raw_body_beside(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> bytes:
+        context = info.context
+        if context is not None:
+            beside = context.get(RAW_BODY_CONTEXT)
+            if beside is not None:
+                return beside  # type: ignore[no-any-return]
+        return handler(value)  # type: ignore[no-any-return]
 
 
 def _tag(value: Any) -> Any:

@@ -109,9 +109,9 @@ async def test_the_same_callback_twice_and_a_redelivery_store_one_row(
 
 
 def _event_message(event: Any) -> Any:
-    from workers.envelope import event_message
+    from workers.eventformat import event_message
 
-    return event_message(event, 0)
+    return event_message(event)
 
 
 async def test_events_are_written_in_batches_and_each_acked_after_its_batch(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import struct
 
 import aio_pika
 import pytest
@@ -17,6 +18,7 @@ from tests.support.system import Recorder, RunningSystem
 from tests.support.waiting import eventually
 from workers import consumer
 from workers.consumer import LoadedConsumer
+from workers.eventformat import EVENTS_CONTENT_TYPE, encode, entries_of, events_message
 
 pytestmark = pytest.mark.broker
 
@@ -60,7 +62,7 @@ async def test_a_consumer_receives_the_event_the_router_parsed_with_the_raw_body
     }
 
 
-async def test_an_event_message_is_the_events_json_as_other_languages_read_it(
+async def test_an_event_message_carries_the_events_json_and_the_raw_body_beside_it(
     start_system: StartSystem, broker: BrokerClient
 ) -> None:
     system = await start_system(worker=False)  # nobody bound: the event lands in unrouted
@@ -68,9 +70,16 @@ async def test_an_event_message_is_the_events_json_as_other_languages_read_it(
     assert (await system.post(seed)).status == 200
     await eventually(lambda: broker.count_is(broker.topology.unrouted, 1))
     [message] = await broker.take_all(broker.topology.unrouted)
-    assert message.content_type == "application/json"
+    assert message.content_type == EVENTS_CONTENT_TYPE
     assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
-    event = CallbackEvent.model_validate_json(message.body)
+    [entry] = entries_of(message.content_type, message.body)
+    assert entry.raw == seed  # byte for byte, no base64
+    assert b"raw_body" not in entry.doc
+    assert (
+        message.body
+        == struct.pack(">I", len(entry.doc)) + entry.doc + struct.pack(">I", len(seed)) + seed
+    )
+    event = entry.event()
     assert event.envelope is not None
     assert event.envelope.raw_body == seed
     assert event == parsed_again(event)
@@ -78,10 +87,128 @@ async def test_an_event_message_is_the_events_json_as_other_languages_read_it(
     headers = dict(message.headers or {})
     headers.pop("x-delivery-count", None)  # the quorum queue's own
     assert headers == {
+        "x-event-count": 1,
         "x-idempotency-key": event.idempotency_key,
         "x-request-id": event.envelope.request_id,
         "x-routing-key": event.routing_key,
     }
+
+
+async def test_with_the_json_format_an_event_message_is_the_events_json_as_before(
+    settings: Settings, start_system: StartSystem, broker: BrokerClient
+) -> None:
+    json_format = settings.model_copy(update={"event_format": "json"})
+    system = await start_system(settings_=json_format, worker=False)
+    seed = OCR_XML.read_bytes()
+    assert (await system.post(seed)).status == 200
+    await eventually(lambda: broker.count_is(broker.topology.unrouted, 1))
+    [message] = await broker.take_all(broker.topology.unrouted)
+    assert message.content_type == "application/json"
+    event = CallbackEvent.model_validate_json(message.body)
+    assert event.envelope is not None
+    assert event.envelope.raw_body == seed
+    assert event == parsed_again(event)
+    assert message.message_id == f"{event.envelope.request_id}.0"
+    headers = dict(message.headers or {})
+    headers.pop("x-delivery-count", None)
+    assert headers == {
+        "x-idempotency-key": event.idempotency_key,
+        "x-request-id": event.envelope.request_id,
+        "x-routing-key": event.routing_key,
+    }
+
+
+async def test_events_waiting_together_travel_as_one_message_per_routing_key(
+    start_system: StartSystem, broker: BrokerClient
+) -> None:
+    """Bodies posted at once: fewer messages than events, every event once, keys apart."""
+    system = await start_system(worker=False)
+    ocr, watermark = OCR_XML.read_bytes(), WATERMARK_JSON.read_bytes()
+    bodies = [
+        ocr.replace(b"a3c193f288b2c11eeb60f39de2f86f409", f"job{i:03d}".encode())
+        if i % 2
+        else watermark
+        for i in range(40)
+    ]
+    statuses = await asyncio.gather(*(system.post(body) for body in bodies))
+    assert {s.status for s in statuses} == {200}
+    unrouted = broker.topology.unrouted
+    seen: list[CallbackEvent] = []
+    messages: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+    async def all_events_arrived() -> bool:
+        for message in await broker.take_all(unrouted):
+            messages.append(message)
+            for entry in entries_of(message.content_type, message.body):
+                event = entry.event()
+                assert event.routing_key == (message.headers or {})["x-routing-key"]
+                seen.append(event)
+        return len(seen) >= len(bodies)
+
+    await eventually(all_events_arrived)
+    assert len(seen) == len(bodies)
+    assert sorted(e.envelope.raw_body for e in seen if e.envelope) == sorted(bodies)
+    assert len(messages) < len(seen)  # they shared messages
+    for message in messages:
+        count = (message.headers or {})["x-event-count"]
+        assert count == len(entries_of(message.content_type, message.body))
+
+
+async def test_an_event_that_fails_in_a_shared_message_is_retried_alone(
+    settings: Settings, broker: BrokerClient
+) -> None:
+    """Its neighbours are handled once; it comes back alone, then succeeds."""
+    calls: dict[str, int] = {}
+
+    @consumer(name="picky", routes=["TaskFinish.#"], retry_delays=[0.2], max_attempts=3)
+    async def picky(event: CallbackEvent) -> None:
+        calls[event.idempotency_key] = calls.get(event.idempotency_key, 0) + 1
+        if event.idempotency_key == "key-3" and calls["key-3"] == 1:
+            raise RuntimeError("key-3 fails once")
+
+    broker.track(["picky"], [0.2])
+    loaded = LoadedConsumer.from_target(picky, "test:picky")
+    system = await RunningSystem.start(settings, [loaded], ingress=False, router=False)
+    try:
+        [template] = parse_callback(OCR_XML.read_bytes())
+        events = [template.model_copy(update={"idempotency_key": f"key-{i}"}) for i in range(6)]
+        message = events_message(template.routing_key, [encode(e) for e in events], events[0])
+        exchange = await broker.channel.get_exchange(settings.prefix + ".events")
+        await exchange.publish(message, routing_key=template.routing_key)
+        await eventually(lambda: calls.get("key-3") == 2)
+        await asyncio.sleep(0.3)
+    finally:
+        await system.stop()
+    assert calls == {f"key-{i}": 2 if i == 3 else 1 for i in range(6)}
+    main = broker.topology.consumer("picky", [0.2]).main
+    assert await broker.count(main) == 0
+
+
+async def test_a_framed_message_that_does_not_unpack_is_parked_whole(
+    settings: Settings, broker: BrokerClient
+) -> None:
+    ocr = Recorder("ocr-whole", ["TaskFinish.#"])
+    broker.track([ocr.name], settings.retry_delays)
+    system = await RunningSystem.start(settings, [ocr.loaded()], ingress=False, router=False)
+    try:
+        [event] = parse_callback(OCR_XML.read_bytes())
+        good = events_message(event.routing_key, [encode(event)], event)
+        broken = aio_pika.Message(
+            good.body[:-10],  # cut short: the raw body runs past the end
+            content_type=EVENTS_CONTENT_TYPE,
+            headers={"x-routing-key": event.routing_key, "x-event-count": 1},
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        exchange = await broker.channel.get_exchange(settings.prefix + ".events")
+        await exchange.publish(broken, routing_key=event.routing_key)
+        dead = broker.topology.consumer(ocr.name, settings.retry_delays).dead
+        await eventually(lambda: broker.count_is(dead, 1))
+    finally:
+        await system.stop()
+    [parked] = await broker.take_all(dead)
+    assert parked.body == broken.body
+    assert "does not unpack" in str((parked.headers or {})["x-last-error"])
+    assert ocr.events == []
 
 
 async def test_a_worker_handles_an_event_message_published_by_another_client(

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from shared.callbacks.events import CallbackEvent
 from shared.callbacks.parser import parse_callback
 from shared.settings import Settings
 from tests.conftest import SEEDS, StartSystem
@@ -19,6 +18,7 @@ from tests.support.broker import BrokerClient
 from tests.support.proxy import CuttableProxy
 from tests.support.system import Recorder
 from tests.support.waiting import eventually
+from workers.eventformat import entries_of
 
 pytestmark = pytest.mark.broker
 
@@ -146,7 +146,8 @@ async def test_a_consumer_that_always_fails_ends_in_its_dead_queue_with_body_and
     await eventually(lambda: broker.count_is(dead, 1))
     assert len(doomed.calls) == 3
     [parked] = await broker.take_all(dead)
-    dead_event = CallbackEvent.model_validate_json(parked.body)
+    [entry] = entries_of(parked.content_type, parked.body)
+    dead_event = entry.event()
     assert dead_event.job_id == "a3c193f288b2c11eeb60f39de2f86f409"
     assert dead_event.envelope is not None
     assert dead_event.envelope.raw_body == OCR_XML.read_bytes()

@@ -10,7 +10,7 @@ from shared.callbacks.events import CallbackEvent
 from shared.settings import Settings
 from workers.consumer import LoadedConsumer
 from workers.dedupe import MemoryDedupeStore
-from workers.envelope import event_message
+from workers.eventformat import encode
 from workers.handling import ConsumerPolicy, Outcome, handle_delivery
 from workers.parking import topic_matches
 from workers.testing.events import parse_body
@@ -74,8 +74,8 @@ class ConsumerHarness:
         if attempt < 1:
             raise ValueError("attempt counts from 1")
         await self._start()
-        body = event_message(event, 0).body  # the bytes the router publishes
-        return await handle_delivery(self.consumer, self.policy, body, attempt - 1, self.dedupe)
+        entry = encode(event)  # what the router publishes
+        return await handle_delivery(self.consumer, self.policy, entry, attempt - 1, self.dedupe)
 
     async def run(self, event: CallbackEvent) -> list[Outcome]:
         """Every delivery of ``event`` until it is handled, dropped or parked, in order.

@@ -1,0 +1,209 @@
+"""How events travel from the router to the consumer queues: framed, several to a message.
+
+The router publishes the events that share a routing key and wait for the broker at the
+same moment as one message (group commit, as the ingress does for bodies), with the raw
+body carried beside each event's JSON rather than inside it in base64:
+
+```
+content_type   application/vnd.callback-fanout.events+v1
+delivery_mode  2 (persistent)
+message_id     "<request id>.<job index>" of its first event
+headers        x-routing-key: the routing key of every event in it
+               x-event-count: the number of events
+               and for a message of one event: x-idempotency-key, x-request-id
+body           the entries back to back, each one:
+                 4 bytes   M, big-endian unsigned
+                 M bytes   the event's JSON (``CallbackEvent``) without envelope.raw_body
+                 4 bytes   N, big-endian unsigned; 0xFFFFFFFF: the previous entry's body
+                 N bytes   the raw body, byte for byte (absent when N is 0xFFFFFFFF)
+```
+
+The jobs of one callback share its body, so it travels once per message. A message of the
+older format, one event as its JSON with the raw body inside in base64 (``application/json``,
+what ``event_format = "json"`` publishes), reads the same: :func:`entries_of` takes both.
+
+A consumer handles one event at a time whatever the message holds; an event that must be
+retried or parked leaves its message alone, as a message of one entry (:meth:`Entry.message`),
+so a retry or a replay never runs its neighbours again.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, HeadersType
+
+from shared.callbacks.events import RAW_BODY_CONTEXT, CallbackEvent
+from shared.errors import ParseError
+
+__all__ = [
+    "EVENTS_CONTENT_TYPE",
+    "EVENT_COUNT_HEADER",
+    "Entry",
+    "EventFormatError",
+    "encode",
+    "entries_of",
+    "event_message",
+    "events_message",
+    "is_events",
+]
+
+EVENTS_CONTENT_TYPE = "application/vnd.callback-fanout.events+v1"
+EVENT_COUNT_HEADER = "x-event-count"
+
+_LENGTH = struct.Struct(">I")
+_SAME_BODY = 0xFFFFFFFF
+_SAME_BODY_BYTES = _LENGTH.pack(_SAME_BODY)
+_WITHOUT_RAW_BODY: Any = {"envelope": {"raw_body"}}
+#: Headers that describe a whole message, not one of its events.
+_MESSAGE_HEADERS = (EVENT_COUNT_HEADER, "x-idempotency-key", "x-request-id")
+
+
+class EventFormatError(ParseError):
+    """A message claims to carry framed events but its body does not follow the format."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One event of a message, as it travelled: its JSON, and the raw body beside it.
+
+    ``raw`` is ``None`` for an event of the older format (the raw body inside the JSON).
+    """
+
+    doc: bytes
+    raw: bytes | None
+
+    def event(self) -> CallbackEvent:
+        """The event; ``pydantic.ValidationError`` when the JSON is not one."""
+        if self.raw is None:
+            return CallbackEvent.model_validate_json(self.doc)
+        return CallbackEvent.model_validate_json(self.doc, context={RAW_BODY_CONTEXT: self.raw})
+
+    def message(self, source: AbstractIncomingMessage, headers: HeadersType) -> aio_pika.Message:
+        """A persistent message of this event alone: ``source``'s properties and headers
+        (those of a whole batch left out), plus ``headers``."""
+        kept = {k: v for k, v in (source.headers or {}).items() if k not in _MESSAGE_HEADERS}
+        if self.raw is None:
+            body, content_type = self.doc, source.content_type
+        else:
+            body = _frame(self.doc, self.raw)
+            content_type = EVENTS_CONTENT_TYPE
+            kept[EVENT_COUNT_HEADER] = 1
+        return aio_pika.Message(
+            body,
+            headers={**kept, **headers},
+            content_type=content_type,
+            message_id=source.message_id,
+            timestamp=source.timestamp,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+
+
+def encode(event: CallbackEvent) -> Entry:
+    """The entry of ``event``: its JSON without the raw body, and the raw body."""
+    envelope = event.envelope
+    if envelope is None:  # nothing to carry beside it
+        return Entry(event.model_dump_json().encode(), b"")
+    return Entry(event.model_dump_json(exclude=_WITHOUT_RAW_BODY).encode(), envelope.raw_body)
+
+
+def events_message(
+    routing_key: str, entries: Sequence[Entry], first: CallbackEvent
+) -> aio_pika.Message:
+    """One persistent message of ``entries`` (framed), all published with ``routing_key``.
+
+    ``first`` is the first entry's event: its request id and job index name the message.
+    """
+    parts: list[bytes] = []
+    append = parts.append
+    length = _LENGTH.pack
+    previous: bytes | None = None
+    for entry in entries:
+        raw = entry.raw
+        assert raw is not None, "framed entries carry their raw body"
+        append(length(len(entry.doc)))
+        append(entry.doc)
+        if previous is not None and (raw is previous or raw == previous):
+            append(_SAME_BODY_BYTES)
+        else:
+            append(length(len(raw)))
+            append(raw)
+            previous = raw
+    request_id = first.envelope.request_id if first.envelope is not None else ""
+    headers: HeadersType = {"x-routing-key": routing_key, EVENT_COUNT_HEADER: len(entries)}
+    if len(entries) == 1:
+        headers["x-idempotency-key"] = first.idempotency_key
+        headers["x-request-id"] = request_id
+    return aio_pika.Message(
+        b"".join(parts),
+        content_type=EVENTS_CONTENT_TYPE,
+        message_id=f"{request_id}.{first.job_index}",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers=headers,
+    )
+
+
+def event_message(event: CallbackEvent) -> aio_pika.Message:
+    """The message of ``event`` alone, as the router publishes it."""
+    return events_message(event.routing_key, [encode(event)], event)
+
+
+def is_events(content_type: str | None) -> bool:
+    """True when a message with this content type carries framed events."""
+    return content_type == EVENTS_CONTENT_TYPE
+
+
+def entries_of(content_type: str | None, body: bytes, declared: object = None) -> list[Entry]:
+    """The events of a message body: framed entries, or one event of the older format.
+
+    ``declared`` is the message's ``x-event-count``, checked when it is an integer. Raises
+    :class:`EventFormatError` when a framed body is not exactly its entries.
+    """
+    if not is_events(content_type):
+        return [Entry(body, None)]
+    view = memoryview(body)
+    entries: list[Entry] = []
+    offset = 0
+    end = len(body)
+    previous: bytes | None = None
+    while offset < end:
+        index = len(entries)
+        size, offset = _length(view, offset, end, "event", index)
+        if offset + size > end:
+            raise EventFormatError(f"entry {index}: its event runs past the end of the message")
+        doc = view[offset : offset + size].tobytes()
+        offset += size
+        size, offset = _length(view, offset, end, "raw body", index)
+        if size == _SAME_BODY:
+            if previous is None:
+                raise EventFormatError(f"entry {index}: refers to a previous body, has none")
+            raw = previous
+        else:
+            if offset + size > end:
+                raise EventFormatError(f"entry {index}: its raw body runs past the end")
+            raw = view[offset : offset + size].tobytes()
+            offset += size
+            previous = raw
+        entries.append(Entry(doc, raw))
+    if not entries:
+        raise EventFormatError("the message holds no event")
+    if isinstance(declared, int) and not isinstance(declared, bool) and declared != len(entries):
+        raise EventFormatError(
+            f"message holds {len(entries)} events but its {EVENT_COUNT_HEADER} says {declared}"
+        )
+    return entries
+
+
+def _frame(doc: bytes, raw: bytes) -> bytes:
+    return b"".join((_LENGTH.pack(len(doc)), doc, _LENGTH.pack(len(raw)), raw))
+
+
+def _length(view: memoryview, offset: int, end: int, what: str, index: int) -> tuple[int, int]:
+    if offset + _LENGTH.size > end:
+        raise EventFormatError(f"entry {index}: truncated before the length of its {what}")
+    (size,) = _LENGTH.unpack_from(view, offset)
+    return size, offset + _LENGTH.size
