@@ -7,10 +7,15 @@ router parses, publishes and parks each of them exactly as a lone message, and a
 delivery itself once all of them are done.
 
 The messages rebuilt from a batch cannot be acked or rejected on their own (they were never
-delivered by the broker): only the delivery that carried them can.
+delivered by the broker): only the delivery that carried them can. The router itself takes
+the bodies as :class:`RawBody` (:func:`raw_bodies`): the envelope of a batch entry comes
+straight from its metadata, and the lone message is built only for a body that is parked.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.message import IncomingMessage
@@ -19,8 +24,54 @@ from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
 from shared.batchformat import BATCH_COUNT_HEADER, BatchFormatError, RawMeta, is_batch, unpack
+from shared.callbacks.events import Envelope
+from workers.envelope import envelope_of
 
-__all__ = ["raw_messages"]
+__all__ = ["RawBody", "raw_bodies", "raw_messages"]
+
+
+@dataclass(frozen=True, slots=True)
+class RawBody:
+    """One body to route: a lone delivery, or one entry of a batch delivery."""
+
+    body: bytes
+    envelope: Envelope
+    delivery: AbstractIncomingMessage
+    meta: RawMeta | None = None  # the batch entry's; None for a lone delivery
+
+    @property
+    def request_id(self) -> str:
+        return self.envelope.request_id
+
+    def message(self) -> AbstractIncomingMessage:
+        """The lone message of this body (the delivery itself, or rebuilt from the batch)."""
+        if self.meta is None:
+            return self.delivery
+        return _lone(self.delivery, self.meta, self.body)
+
+
+def raw_bodies(delivery: AbstractIncomingMessage) -> list[RawBody]:
+    """The bodies of ``delivery`` with their envelopes; raises as :func:`raw_messages`."""
+    if not is_batch(delivery.content_type):
+        return [RawBody(delivery.body, envelope_of(delivery), delivery)]
+    return [
+        RawBody(body, _envelope(meta, body), delivery, meta) for meta, body in _entries(delivery)
+    ]
+
+
+def _envelope(meta: RawMeta, body: bytes) -> Envelope:
+    """The envelope :func:`envelope_of` gives the lone message of this entry, without it."""
+    # Through the microseconds the lone message carries, so both give the same instant.
+    received = round(meta.received_at * 1_000_000) / 1_000_000
+    return Envelope(
+        request_id=meta.request_id,
+        received_at=datetime.fromtimestamp(received, UTC),
+        source_address=meta.source_address or None,
+        content_type=meta.content_type,
+        headers=dict(meta.headers),
+        token_name=meta.token_name or None,
+        raw_body=body,
+    )
 
 
 def raw_messages(delivery: AbstractIncomingMessage) -> list[AbstractIncomingMessage]:
@@ -31,13 +82,17 @@ def raw_messages(delivery: AbstractIncomingMessage) -> list[AbstractIncomingMess
     """
     if not is_batch(delivery.content_type):
         return [delivery]
+    return [_lone(delivery, meta, body) for meta, body in _entries(delivery)]
+
+
+def _entries(delivery: AbstractIncomingMessage) -> list[tuple[RawMeta, bytes]]:
     entries = unpack(delivery.body)
     declared = (delivery.headers or {}).get(BATCH_COUNT_HEADER)
     if not entries or (isinstance(declared, int) and declared != len(entries)):
         raise BatchFormatError(
             f"batch holds {len(entries)} bodies but its {BATCH_COUNT_HEADER} says {declared!r}"
         )
-    return [_lone(delivery, meta, body) for meta, body in entries]
+    return entries
 
 
 def _lone(delivery: AbstractIncomingMessage, meta: RawMeta, body: bytes) -> IncomingMessage:

@@ -6,10 +6,10 @@ bodies of every raw delivery routed in the same turn of the event loop, whatever
 delivery that carried them. An event that finds a free slot leaves at the next turn (alone,
 unless others arrived in the same turn); while ``max_in_flight`` messages are unconfirmed,
 the events that arrive wait and leave together, at most ``max_events`` or about
-``max_bytes`` to a message. :meth:`Outbox.send` returns once every message holding one of
-its events is confirmed, or raises what the publish raised: the router then hands the raw
-delivery back, and the events of it already published are published again on redelivery
-(at least once; the idempotency key names them).
+``max_bytes`` to a message. :meth:`Outbox.add` gives the futures of the messages its events
+joined; each resolves on the message's confirm or fails with what its publish raised: the
+router then hands the raw delivery back, and those of its events already published are
+published again on redelivery (at least once; the idempotency key names them).
 
 With ``event_format = "json"`` each event leaves alone as its JSON, the raw body inside
 (the format before 0.2.0), for consumers that read the queues without this runtime.
@@ -76,8 +76,9 @@ class Outbox:
         self.messages_confirmed = 0
         self.events_confirmed = 0
 
-    async def send(self, events: Sequence[CallbackEvent]) -> None:
-        """Return once every event is confirmed by the broker; raise what a publish raised."""
+    def add(self, events: Sequence[CallbackEvent]) -> list[asyncio.Future[None]]:
+        """Queue ``events``; the futures of the messages they joined (each resolves on the
+        message's confirm, or fails with what its publish raised). Await every one."""
         loop = asyncio.get_running_loop()
         joined: list[asyncio.Future[None]] = []
         for event in events:
@@ -87,14 +88,7 @@ class Outbox:
         if not self._flush_scheduled and len(self._in_flight) < self._max_in_flight:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        if len(joined) == 1:
-            await joined[0]
-            return
-        # Every future awaited (none left with an unretrieved error), then the first error.
-        results = await asyncio.gather(*joined, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        return joined
 
     def _join(self, event: CallbackEvent, loop: asyncio.AbstractEventLoop) -> _Group:
         key = event.routing_key

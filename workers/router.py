@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable
 
 from aio_pika.abc import (
     AbstractChannel,
@@ -27,6 +28,7 @@ from aio_pika.abc import (
 )
 
 from shared.amqp import connect, within
+from shared.callbacks.events import CallbackEvent
 from shared.callbacks.parser import parse_callback
 from shared.confirms import RenewingChannel
 from shared.errors import ParseError
@@ -34,8 +36,8 @@ from shared.logs import get_logger
 from shared.metrics import Metrics, metrics_for
 from shared.settings import Settings
 from shared.topology import Topology
-from workers.batch import raw_messages
-from workers.envelope import envelope_of, http_headers_of, parked_copy
+from workers.batch import RawBody, raw_bodies
+from workers.envelope import parked_copy
 from workers.metrics import RouterMetrics
 from workers.outbox import Outbox
 
@@ -70,7 +72,6 @@ class RouterService:
         self._inflight: set[asyncio.Task[None]] = set()
         self._starting: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
-        self._slots = asyncio.Semaphore(settings.router_prefetch)  # bodies routed at once
 
     @property
     def background(self) -> asyncio.Task[None] | None:
@@ -130,14 +131,28 @@ class RouterService:
             self._inflight.discard(task)
 
     async def _route(self, message: AbstractIncomingMessage) -> None:
-        """Route every body the delivery carries; ack it once all are published or parked."""
+        """Route every body the delivery carries; ack it once all are published or parked.
+
+        The bodies are parsed one after the other in this task (parsing never waits); their
+        events join the outbox as they come, and the delivery waits once for all of them.
+        """
         try:
             try:
-                bodies = raw_messages(message)
+                bodies = raw_bodies(message)
             except ParseError as exc:  # a batch that does not unpack is parked whole
                 await self._park(message, exc.reason, exc.location)
             else:
-                await self._route_all(bodies)
+                waiting: list[Awaitable[None]] = []
+                routed: list[list[CallbackEvent]] = []
+                for body in bodies:
+                    events = self._parse(body)
+                    if isinstance(events, ParseError):
+                        waiting.append(self._park(body.message(), events.reason, events.location))
+                    else:
+                        waiting.extend(self._outbox_of().add(events))
+                        routed.append(events)
+                await _all(waiting)
+                self._count(routed)
         except Exception as exc:
             # Not confirmed: hand the body back; the broker's delivery limit stops a loop.
             if self._publishing is not None:
@@ -148,58 +163,40 @@ class RouterService:
             return
         await message.ack()
 
-    async def _route_all(self, bodies: list[AbstractIncomingMessage]) -> None:
-        """Route ``bodies``, at most ``router_prefetch`` of them at once in this router.
+    def _outbox_of(self) -> Outbox:
+        assert self._outbox is not None
+        return self._outbox
 
-        The prefetch counts messages and a batch carries many bodies: routing all of them
-        at once would only add scheduling work, so each body waits for a slot first.
-        """
-        if len(bodies) == 1:
-            async with self._slots:
-                await self._route_lone(bodies[0])
-            return
-        routing = []
-        for body in bodies:
-            await self._slots.acquire()
-            task = asyncio.create_task(self._route_lone(body))
-            task.add_done_callback(lambda _: self._slots.release())
-            routing.append(task)
-        # Every task is awaited (none left with an unretrieved error), then the first error.
-        results = await asyncio.gather(*routing, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-
-    async def _route_lone(self, message: AbstractIncomingMessage) -> None:
-        """Parse one lone body and publish its events, or park it; confirmed either way."""
+    def _parse(self, body: RawBody) -> list[CallbackEvent] | ParseError:
+        """The events of one body, or why it must be parked."""
         counted = self._counted
         started = time.perf_counter()
         try:
-            events = parse_callback(
-                message.body,
-                content_type=message.content_type,
-                headers=http_headers_of(message),
+            return parse_callback(
+                body.body,
+                content_type=body.envelope.content_type,
+                headers=body.envelope.headers,
                 max_bytes=self.settings.max_body_bytes,
-                envelope=envelope_of(message),
+                envelope=body.envelope,
             )
         except ParseError as exc:
+            return exc
+        except Exception as exc:  # a parser bug must park the body, not loop on it
+            log.exception("parser crashed", request_id=body.request_id)
+            return ParseError(f"parser crashed: {exc!r}")
+        finally:
             if counted is not None:
                 counted.parse_seconds.observe(time.perf_counter() - started)
-            await self._park(message, exc.reason, exc.location)
+
+    def _count(self, routed: list[list[CallbackEvent]]) -> None:
+        """Count the bodies routed and their events, once confirmed."""
+        counted = self._counted
+        if counted is None:
             return
-        except Exception as exc:  # a parser bug must park the body, not loop on it
-            log.exception("parser crashed", request_id=message.message_id)
-            await self._park(message, f"parser crashed: {exc!r}", None)
-            return
-        if counted is not None:
-            counted.parse_seconds.observe(time.perf_counter() - started)
-        assert self._outbox is not None
-        await self._outbox.send(events)
-        if counted is not None:
-            counted.routed.inc()
+        counted.routed.inc(len(routed))
+        for events in routed:
             for event in events:
                 counted.event_routed(event.routing_key)
-        log.debug("routed", request_id=message.message_id, events=len(events))
 
     async def _park(
         self, message: AbstractIncomingMessage, reason: str, location: str | None
@@ -235,3 +232,15 @@ class RouterService:
             await self._outbox.close()
         if self._connection is not None:
             await within(5.0, self._connection.close(), "close connection")
+
+
+async def _all(waiting: list[Awaitable[None]]) -> None:
+    """Wait for every confirm (none left with an unretrieved error), then raise the first
+    error; most deliveries wait for one."""
+    if len(waiting) == 1:
+        await waiting[0]
+        return
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
