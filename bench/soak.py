@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import secrets
 import signal
@@ -40,6 +41,7 @@ from shared.topology import Topology  # noqa: E402
 from tests.support.processes import RoleProcess, free_port  # noqa: E402
 from tests.support.proxy import CuttableProxy  # noqa: E402
 from workers.batch import raw_messages  # noqa: E402
+from workers.eventformat import entries_of, is_events  # noqa: E402
 
 OCR = (ROOT / "tests" / "fixtures" / "seeds" / "ocr.1.xml").read_bytes()
 GARBAGE = b"<Response><JobsDetail>"  # parks in <prefix>.unparsed
@@ -236,7 +238,12 @@ class Soak:
 
 def _request_ids(message: aio_pika.abc.AbstractIncomingMessage) -> list[str]:
     """The request ids a parked message stands for: raw bodies (batches unpacked) carry it as
-    their message id, events in its x-request-id header."""
+    their message id, events in their envelope (framed) or the x-request-id header."""
+    if is_events(message.content_type):
+        return [
+            str(json.loads(entry.doc)["envelope"]["request_id"])
+            for entry in entries_of(message.content_type, message.body)
+        ]
     request_id = (message.headers or {}).get("x-request-id")
     if request_id is not None:
         return [str(request_id)]

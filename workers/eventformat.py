@@ -83,10 +83,19 @@ class Entry:
             return CallbackEvent.model_validate_json(self.doc)
         return CallbackEvent.model_validate_json(self.doc, context={RAW_BODY_CONTEXT: self.raw})
 
-    def message(self, source: AbstractIncomingMessage, headers: HeadersType) -> aio_pika.Message:
+    def message(
+        self,
+        source: AbstractIncomingMessage,
+        headers: HeadersType,
+        event: CallbackEvent | None = None,
+    ) -> aio_pika.Message:
         """A persistent message of this event alone: ``source``'s properties and headers
-        (those of a whole batch left out), plus ``headers``."""
+        (those of a whole batch left out), plus ``headers``; with ``event`` (this entry's,
+        when it validated), the headers of a message of one event."""
         kept = {k: v for k, v in (source.headers or {}).items() if k not in _MESSAGE_HEADERS}
+        if event is not None:
+            kept["x-idempotency-key"] = event.idempotency_key
+            kept["x-request-id"] = event.envelope.request_id if event.envelope else ""
         if self.raw is None:
             body, content_type = self.doc, source.content_type
         else:
@@ -106,9 +115,11 @@ class Entry:
 def encode(event: CallbackEvent) -> Entry:
     """The entry of ``event``: its JSON without the raw body, and the raw body."""
     envelope = event.envelope
+    # The serializer itself: model_dump_json's str would be encoded again.
+    to_json = CallbackEvent.__pydantic_serializer__.to_json
     if envelope is None:  # nothing to carry beside it
-        return Entry(event.model_dump_json().encode(), b"")
-    return Entry(event.model_dump_json(exclude=_WITHOUT_RAW_BODY).encode(), envelope.raw_body)
+        return Entry(to_json(event), b"")
+    return Entry(to_json(event, exclude=_WITHOUT_RAW_BODY), envelope.raw_body)
 
 
 def events_message(

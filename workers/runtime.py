@@ -26,6 +26,7 @@ from aio_pika.abc import (
 )
 
 from shared.amqp import connect, within
+from shared.callbacks.events import CallbackEvent
 from shared.logs import get_logger
 from shared.metrics import Metrics, metrics_for
 from shared.settings import Settings
@@ -206,6 +207,7 @@ class ConsumerRunner:
             entry,
             {ATTEMPTS_HEADER: outcome.attempts, "x-last-error": error[:4000]},
             self.queues.delay_queue(outcome.delay),
+            outcome.event,
         )
         log.warning("handler failed, will retry", error=error, retry_in=outcome.delay)
 
@@ -220,7 +222,7 @@ class ConsumerRunner:
             # whole seconds: the AMQP client sends a float as 32 bits (±64 s today)
             "x-dead-at": int(time.time()),
         }
-        await self._republish(message, entry, headers, self.queues.dead)
+        await self._republish(message, entry, headers, self.queues.dead, outcome.event)
         log.error("event parked in dead queue", error=error, queue=self.queues.dead)
 
     async def _republish(
@@ -229,10 +231,14 @@ class ConsumerRunner:
         entry: Entry | None,
         headers: HeadersType,
         queue: str,
+        event: CallbackEvent | None,
     ) -> None:
         """Publish (confirmed) the message, or one entry of it alone, with ``headers``."""
         assert self._channel is not None
-        copy = parked_copy(message, headers) if entry is None else entry.message(message, headers)
+        if entry is None:
+            copy = parked_copy(message, headers)
+        else:
+            copy = entry.message(message, headers, event)
         await self._channel.default_exchange.publish(copy, routing_key=queue)
 
     async def stop(self, grace: float) -> None:
