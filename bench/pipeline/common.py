@@ -54,7 +54,17 @@ OURS = "callback-fanout ingress"
 
 
 #: The sections, in the order a full run takes them (``--section`` picks some).
-SECTIONS = ("http", "pinned", "metrics", "e2e", "roles", "router", "backlog", "parser")
+SECTIONS = (
+    "http",
+    "pinned",
+    "metrics",
+    "e2e",
+    "roles",
+    "router",
+    "backlog",
+    "parser",
+    "messages",
+)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.pipeline.common import CONNECTIONS, NOOP, OPEN_LOOP_CONNECTIONS, OURS
+from bench.pipeline.sections.messages import message_lines
 from bench.pipeline.sections.metrics import metrics_lines
 
 
@@ -58,6 +59,7 @@ def report(results: dict[str, Any]) -> str:
         lines.append("```")
         lines += results["parser"]
         lines.append("```")
+    lines += message_lines(results)
     lines += pinned_lines(results)
     lines += metrics_lines(results)
     lines += roles_lines(results)

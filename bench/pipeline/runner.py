@@ -30,7 +30,17 @@ from bench.pipeline.common import (
 from bench.pipeline.cpu import CpuMeter, broker_pid
 from bench.pipeline.load import Load, ensure_wrk, run_loadgen, run_wrk
 from bench.pipeline.procs import Proc, Sampler, _env, free_port, wait_http
-from bench.pipeline.sections import backlog, e2e, http, metrics, parser, pinned, roles, router
+from bench.pipeline.sections import (
+    backlog,
+    e2e,
+    http,
+    messages,
+    metrics,
+    parser,
+    pinned,
+    roles,
+    router,
+)
 
 
 class Bench:
@@ -171,6 +181,8 @@ class Bench:
                 section(self)
         if "parser" in chosen:
             parser.run_parser(self)
+        if "messages" in chosen:
+            messages.run_messages(self)
         return self.results
 
     def _http(self) -> None:
