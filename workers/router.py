@@ -144,13 +144,16 @@ class RouterService:
             else:
                 waiting: list[Awaitable[None]] = []
                 routed: list[list[CallbackEvent]] = []
+                unparsed: list[tuple[RawBody, ParseError]] = []
                 for body in bodies:
                     events = self._parse(body)
                     if isinstance(events, ParseError):
-                        waiting.append(self._park(body.message(), events.reason, events.location))
+                        unparsed.append((body, events))
                     else:
                         waiting.extend(self._outbox_of().add(events))
                         routed.append(events)
+                for body, error in unparsed:  # parked once every body is parsed
+                    waiting.append(self._park(body.message(), error.reason, error.location))
                 await _all(waiting)
                 self._count(routed)
         except Exception as exc:

@@ -38,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         help="roles section: also run the router and worker of another checkout, interleaved",
     )
+    parser.add_argument(
+        "--pin-roles",
+        action="store_true",
+        help="roles section: the router alone on the last core, the worker and the load on "
+        "the first, the parser measured on the router's core (the broker is not pinned)",
+    )
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     parser.add_argument(
         "--compare-tree",

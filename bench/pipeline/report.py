@@ -338,7 +338,13 @@ def roles_lines(results: dict[str, Any]) -> list[str]:
         f"CPU per event, one router and one worker (no-op consumer) taking "
         f"{first['events_per_round']:,} events through, median of {first['rounds']} "
         "interleaved round(s) (range in brackets), as a ratio to the parser's CPU per event "
-        "on the same body in the same run:",
+        "on the same body in the same run"
+        + (
+            " (pinned: the router alone on one core, the parser measured on that core; the "
+            "worker and the load on the other; the broker not pinned):"
+            if first.get("pinned")
+            else ":"
+        ),
         "",
         "| checkout | parser us | router us | worker us | broker us |",
         "|---|---:|---:|---:|---:|",

@@ -101,7 +101,9 @@ class Bench:
         }
         return self.start(name, argv, cwd=tree, cpu=cpu, **env)
 
-    def start_worker(self, name: str, prefix: str, progress: Path, tree: Path = ROOT) -> Proc:
+    def start_worker(
+        self, name: str, prefix: str, progress: Path, tree: Path = ROOT, cpu: int | None = None
+    ) -> Proc:
         """A worker running the no-op consumer, reporting its count into ``progress``."""
         progress.mkdir(parents=True, exist_ok=True)
         return self.start_role(
@@ -112,6 +114,7 @@ class Bench:
             NOOP_CONSUMER,
             "--no-entry-points",
             tree=tree,
+            cpu=cpu,
             BENCH_PROGRESS_DIR=str(progress),
         )
 

@@ -222,6 +222,9 @@ def _router_counted(router: Scrape) -> None:
         _labels(event_name="WorkflowFinish", tag="other", state="Failed"): 1,  # its own name
     }
     assert router.value("callback_fanout_router_parse_seconds_count") == 8
+    # Every published event is in one confirmed message; how many messages depends on timing.
+    assert router.value("callback_fanout_router_batch_events_sum") == 7
+    assert 1 <= router.value("callback_fanout_router_batch_events_count") <= 7
     assert router.value("callback_fanout_broker_connected", role="router") == 1
 
 

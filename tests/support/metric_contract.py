@@ -18,6 +18,7 @@ CONTRACT: dict[str, str] = {
     "callback_fanout_router_bodies_total": "counter",
     "callback_fanout_router_events_total": "counter",
     "callback_fanout_router_parse_seconds": "histogram",
+    "callback_fanout_router_batch_events": "histogram",
     "callback_fanout_consumer_events_total": "counter",
     "callback_fanout_consumer_handle_seconds": "histogram",
     "callback_fanout_consumer_lag_seconds": "histogram",

@@ -11,6 +11,7 @@ neighbours' noise falls on all of them alike; medians are reported, with the spr
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from pathlib import Path
@@ -29,8 +30,16 @@ __all__ = ["ROLES", "parser_cpu_us", "run_roles"]
 ROLES = ("router", "worker", "broker")
 
 
-def parser_cpu_us(seconds: float = 1.5) -> float:
-    """The parser's CPU microseconds per event on the seed, in this one thread."""
+def parser_cpu_us(seconds: float = 1.5, cpu: int | None = None) -> float:
+    """The parser's CPU microseconds per event on the seed, in this one thread (on ``cpu``
+    when given; the thread's affinity is restored after)."""
+    if cpu is not None:
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {cpu})
+        try:
+            return parser_cpu_us(seconds)
+        finally:
+            os.sched_setaffinity(0, before)
     from shared.callbacks.parser import parse_callback
 
     body = SEED.read_bytes()
@@ -47,6 +56,14 @@ def parser_cpu_us(seconds: float = 1.5) -> float:
     return 1e6 * (time.process_time() - start) / (parsed * per_body)
 
 
+def _cores(bench: Bench) -> tuple[int, int] | None:
+    """(the router's core, the others' core) with ``--pin-roles`` on two cores or more."""
+    cores = sorted(os.sched_getaffinity(0))
+    if not bench.args.pin_roles or len(cores) < 2:
+        return None
+    return cores[-1], cores[0]
+
+
 def _round(bench: Bench, prefix: str, bodies: int, tree: Path) -> dict[str, Any]:
     """One router and one worker of ``tree`` take ``bodies`` raw bodies through."""
     from shared.callbacks.parser import parse_callback
@@ -57,15 +74,23 @@ def _round(bench: Bench, prefix: str, bodies: int, tree: Path) -> dict[str, Any]
     topology = Topology(prefix)
     main = topology.consumer(NOOP_NAME, Settings.load().retry_delays).main
     progress = bench.logs / f"progress-{prefix}"
-    worker = bench.start_worker(f"worker-{prefix}", prefix, progress, tree=tree)
-    router = bench.start_role("router", f"router-{prefix}", prefix, tree=tree)
+    pinned = _cores(bench)
+    router_cpu, other_cpu = pinned if pinned else (None, None)
+    worker = bench.start_worker(f"worker-{prefix}", prefix, progress, tree=tree, cpu=other_cpu)
+    router = bench.start_role("router", f"router-{prefix}", prefix, tree=tree, cpu=router_cpu)
     wait_until(lambda: broker(consumers_on, bench.url, main) >= 1, 60, 0.1)
     wait_until(lambda: broker(consumers_on, bench.url, topology.raw) >= 1, 60, 0.1)
     meter = CpuMeter(router, bench.broker_pid)
     meter.pids["worker"] = worker.pid
     with meter:
         t0 = time.monotonic()
-        broker(fill_raw, bench.url, prefix, bodies)
+        before = os.sched_getaffinity(0)
+        if other_cpu is not None:  # the load beside the worker, not on the router's core
+            os.sched_setaffinity(0, {other_cpu})
+        try:
+            broker(fill_raw, bench.url, prefix, bodies)
+        finally:
+            os.sched_setaffinity(0, before)
         finished = wait_until(lambda: _progress(progress)[0] >= expected, 120, 0.05)
         elapsed = time.monotonic() - t0
     router.stop()
@@ -98,8 +123,12 @@ def run_roles(bench: Bench) -> None:
     print(f"roles: {rounds} round(s) of {bodies:,} bodies, router + worker", flush=True)
     parser: list[float | None] = []
     runs: dict[Path, list[dict[str, Any]]] = {tree: [] for tree in trees}
+    pinned = _cores(bench)
+    on = pinned[0] if pinned else None
+    if pinned:
+        print(f"  router on CPU {pinned[0]}, worker and load on CPU {pinned[1]}", flush=True)
     for i in range(rounds):
-        parser.append(parser_cpu_us())
+        parser.append(parser_cpu_us(cpu=on))
         for j, tree in enumerate(trees):
             prefix = f"{bench.prefix}-roles{i}{j}"
             if prefix not in bench.prefixes:
@@ -111,7 +140,7 @@ def run_roles(bench: Bench) -> None:
                 + ", ".join(f"{r} {entry[r] or 0:.0f} us" for r in ROLES),
                 flush=True,
             )
-        parser.append(parser_cpu_us())
+        parser.append(parser_cpu_us(cpu=on))
     out = []
     for tree, entries in runs.items():
         row: dict[str, Any] = {
@@ -121,6 +150,7 @@ def run_roles(bench: Bench) -> None:
             "finished": all(e["finished"] for e in entries),
             "parser_cpu_us": _median(parser),
             "parser_cpu_us_spread": _spread(parser),
+            "pinned": pinned is not None,
         }
         for role in ROLES:
             row[f"{role}_cpu_us"] = _median([e[role] for e in entries])
