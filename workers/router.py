@@ -143,7 +143,10 @@ class RouterService:
                 await self._park(message, exc.reason, exc.location)
             else:
                 waiting: list[Awaitable[None]] = []
-                routed: list[list[CallbackEvent]] = []
+                # Only the routing keys wait for the confirms: the bodies, envelopes and
+                # events are let go as soon as they are encoded, so that the collector does
+                # not scan the events of every delivery in flight again and again.
+                routed: list[str] = []
                 unparsed: list[tuple[RawBody, ParseError]] = []
                 for body in bodies:
                     events = self._parse(body)
@@ -151,9 +154,12 @@ class RouterService:
                         unparsed.append((body, events))
                     else:
                         waiting.extend(self._outbox_of().add(events))
-                        routed.append(events)
-                for body, error in unparsed:  # parked once every body is parsed
-                    waiting.append(self._park(body.message(), error.reason, error.location))
+                        routed.extend(event.routing_key for event in events)
+                        routed.append("")  # the end of a body's events
+                del bodies, body, events
+                for lone, error in unparsed:  # parked once every body is parsed
+                    waiting.append(self._park(lone.message(), error.reason, error.location))
+                unparsed.clear()
                 await _all(waiting)
                 self._count(routed)
         except Exception as exc:
@@ -191,15 +197,17 @@ class RouterService:
             if counted is not None:
                 counted.parse_seconds.observe(time.perf_counter() - started)
 
-    def _count(self, routed: list[list[CallbackEvent]]) -> None:
-        """Count the bodies routed and their events, once confirmed."""
+    def _count(self, routed: list[str]) -> None:
+        """Count the bodies routed and their events, once confirmed: ``routed`` holds each
+        body's routing keys, then an empty string."""
         counted = self._counted
         if counted is None:
             return
-        counted.routed.inc(len(routed))
-        for events in routed:
-            for event in events:
-                counted.event_routed(event.routing_key)
+        for key in routed:
+            if key:
+                counted.event_routed(key)
+            else:
+                counted.routed.inc()
 
     async def _park(
         self, message: AbstractIncomingMessage, reason: str, location: str | None

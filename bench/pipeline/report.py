@@ -355,6 +355,25 @@ def roles_lines(results: dict[str, Any]) -> list[str]:
             f"| {row['tree']} | {p:.0f} ({sp[0]:.0f}-{sp[1]:.0f}) | {cell(row, 'router_cpu_us')} "
             f"| {cell(row, 'worker_cpu_us')} | {cell(row, 'broker_cpu_us')} |"
         )
+    beside = [r for r in rows if r.get("parser_beside_cpu_us")]
+    if beside:
+        out += [
+            "",
+            "The same ratios against the parser measured beside the pipeline (a process "
+            "parsing the seed during each round"
+            + (", on the router's core" if first.get("pinned") else "")
+            + ", under the same load):",
+            "",
+            "| checkout | parser beside us | router | worker | broker |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for row in beside:
+            b = row["parser_beside_cpu_us"]
+            ratios = " | ".join(
+                f"{row[k] / b:.2f}x" if row.get(k) is not None else "-"
+                for k in ("router_cpu_us", "worker_cpu_us", "broker_cpu_us")
+            )
+            out.append(f"| {row['tree']} | {b:.0f} | {ratios} |")
     return out
 
 

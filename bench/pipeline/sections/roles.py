@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.pipeline.beside import ParserBeside
 from bench.pipeline.brokerops import _progress, broker, consumers_on, fill_raw
 from bench.pipeline.common import NOOP_NAME, ROOT, SEED, wait_until
 from bench.pipeline.cpu import CpuMeter
@@ -82,7 +83,8 @@ def _round(bench: Bench, prefix: str, bodies: int, tree: Path) -> dict[str, Any]
     wait_until(lambda: broker(consumers_on, bench.url, topology.raw) >= 1, 60, 0.1)
     meter = CpuMeter(router, bench.broker_pid)
     meter.pids["worker"] = worker.pid
-    with meter:
+    beside = ParserBeside(router_cpu)
+    with meter, beside:
         t0 = time.monotonic()
         before = os.sched_getaffinity(0)
         if other_cpu is not None:  # the load beside the worker, not on the router's core
@@ -103,6 +105,7 @@ def _round(bench: Bench, prefix: str, bodies: int, tree: Path) -> dict[str, Any]
         "router": us["server"],
         "worker": us["worker"],
         "broker": us["broker"],
+        "parser_beside": beside.cpu_us,
     }
 
 
@@ -151,6 +154,7 @@ def run_roles(bench: Bench) -> None:
             "parser_cpu_us": _median(parser),
             "parser_cpu_us_spread": _spread(parser),
             "pinned": pinned is not None,
+            "parser_beside_cpu_us": _median([e["parser_beside"] for e in entries]),
         }
         for role in ROLES:
             row[f"{role}_cpu_us"] = _median([e[role] for e in entries])
