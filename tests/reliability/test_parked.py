@@ -8,10 +8,13 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 
 from callback_fanout.cli import _build_parser, _parked, _settings_from
+from shared.callbacks.events import Envelope
+from shared.callbacks.parser import parse_callback
 from shared.settings import Settings
 from tests.conftest import SEEDS, StartSystem
 from tests.support.broker import BrokerClient
@@ -19,6 +22,7 @@ from tests.support.parked_command import parked
 from tests.support.system import START_TIMEOUT, Recorder, RunningSystem
 from tests.support.terminal import at_terminal, piped
 from tests.support.waiting import eventually
+from workers.eventformat import encode, events_message
 from workers.router import RouterService
 
 pytestmark = pytest.mark.broker
@@ -305,3 +309,34 @@ async def test_list_is_a_table_at_a_terminal_count_lines_when_piped_json_with_th
         {"queue": f"{p}.unrouted", "parked": 1},
         {"queue": f"{p}.consumer.log.dead", "parked": 0},
     ]
+
+
+async def test_show_of_a_message_of_several_events_lists_them_and_a_job_filter_finds_any(
+    settings: Settings, broker: BrokerClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Events that travelled together in one framed message, parked in unrouted as one."""
+    ocr = (SEEDS / "ocr.1.xml").read_bytes()
+    bodies = [ocr.replace(JOB_ID.encode(), f"job-{i}".encode()) for i in range(3)]
+    received = datetime.now(UTC)
+    events = [
+        parse_callback(
+            body, envelope=Envelope(request_id=f"r{i}", received_at=received, raw_body=body)
+        )[0]
+        for i, body in enumerate(bodies)
+    ]
+    message = events_message(events[0].routing_key, [encode(e) for e in events], events[0])
+    exchange = await broker.topology.declare_events(broker.channel)  # as the router does
+    await exchange.publish(message, routing_key=events[0].routing_key)
+    await eventually(lambda: broker.count_is(broker.topology.unrouted, 1))
+
+    out = await parked(settings, capsys, "show", "unrouted", "--body")
+    [shown] = [json.loads(line) for line in out.splitlines()]
+    assert shown["events"] == 3
+    assert shown["job_id"] == "job-0"
+    assert [e["job_id"] for e in shown["events_json"]] == ["job-0", "job-1", "job-2"]
+    assert shown["body"] == bodies[0].decode()
+    out = await parked(settings, capsys, "show", "unrouted", "--job-id", "job-2")
+    assert [json.loads(line)["message_id"] for line in out.splitlines()] == [message.message_id]
+    out = await parked(settings, capsys, "show", "unrouted", "--job-id", "job-9")
+    assert out.strip() == ""
+    assert await broker.count(broker.topology.unrouted) == 1  # showing removes nothing
