@@ -4,9 +4,15 @@ Group commit: bodies that wait for the broker at the same moment share one messa
 confirm. A body that finds the way free leaves at once, alone, as an ordinary message (byte
 for byte: the queue stays readable and nothing waits for company at low load); bodies that
 arrive while the publishes in flight use every slot travel together in the next one, as one
-batch message (``shared.batchformat``), bounded in bytes and in count. Each request still
-returns only once the broker confirmed the message that holds its body; if that message
-fails, every request in it gets :class:`BrokerUnavailable` (503, the sender retries).
+batch message (``shared.batchformat``), bounded in bytes and in count. While a message is
+in flight, a few bodies do not take a free slot for themselves but wait for the next
+confirm and company: a message costs the ingress some 250 µs of CPU (its encoding, the
+write, the confirm through the client's layers), a body in it some 5 µs. Measured at
+saturation on one core: without that rule three messages in ten carried one body, 8 bodies
+a message on average and 100 µs of CPU a request; with it (12 bodies), 15 bodies and 75 µs
+and more requests a second (8 and 16 did worse on both). Each request still returns only
+once the broker confirmed the message that holds its body; if that message fails, every
+request in it gets :class:`BrokerUnavailable` (503, the sender retries).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ log = get_logger("ingress.publisher")
 MAX_BATCH_BYTES = 1024 * 1024
 MAX_BATCH_COUNT = 256
 MAX_IN_FLIGHT = 3
+MIN_FOLLOWING = 12
 
 #: Where a body was made durable: confirmed by the broker, or fsynced in the local spool.
 Durable = Literal["accepted", "spooled"]
@@ -67,7 +74,9 @@ class AmqpPublisher:
     At most ``max_in_flight`` messages are unconfirmed at once. A body that finds a free slot
     leaves at the next turn of the event loop (alone, unless others arrived in the same turn);
     the others wait for the first slot that frees and leave together, at most
-    ``max_batch_count`` bodies or ``max_batch_bytes`` per message. ``confirm_timeout`` bounds
+    ``max_batch_count`` bodies or ``max_batch_bytes`` per message. A message that would leave
+    while others are unconfirmed carries at least ``min_following`` bodies, or is full;
+    fewer wait for the next confirm. ``confirm_timeout`` bounds
     the whole wait of each request, queueing included. ``batch_bodies``, when given,
     observes the bodies of each confirmed message.
     """
@@ -79,10 +88,11 @@ class AmqpPublisher:
         max_batch_bytes: int = MAX_BATCH_BYTES,
         max_batch_count: int = MAX_BATCH_COUNT,
         max_in_flight: int = MAX_IN_FLIGHT,
+        min_following: int = MIN_FOLLOWING,
         batch_bodies: Histogram | None = None,
     ) -> None:
-        if max_batch_bytes < 1 or max_batch_count < 1 or max_in_flight < 1:
-            raise ValueError("batch bounds and max_in_flight must be at least 1")
+        if min(max_batch_bytes, max_batch_count, max_in_flight, min_following) < 1:
+            raise ValueError("batch bounds, max_in_flight and min_following must be at least 1")
         self._settings = settings
         self._topology = Topology(settings.prefix, settings.quorum_initial_group_size)
         self._connection: AbstractRobustConnection | None = None
@@ -91,7 +101,9 @@ class AmqpPublisher:
         self._max_bytes = max_batch_bytes
         self._max_count = max_batch_count
         self._max_in_flight = max_in_flight
+        self._min_following = min(min_following, max_batch_count)
         self._waiting: list[_Waiting] = []
+        self._waiting_bytes = 0
         self._in_flight: set[asyncio.Task[None]] = set()
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -122,18 +134,31 @@ class AmqpPublisher:
             raise BrokerUnavailable("broker not connected")
         done: asyncio.Future[None] = loop.create_future()
         self._waiting.append(_Waiting(body, meta, done, loop.time()))
-        if not self._flush_scheduled and len(self._in_flight) < self._max_in_flight:
+        self._waiting_bytes += len(body)
+        if not self._flush_scheduled and self._may_send():
             self._flush_scheduled = True
             loop.call_soon(self._flush)
         await done
         return "accepted"
 
+    def _may_send(self) -> bool:
+        """Whether a message may leave now: a slot is free, and it leaves alone in flight
+        or it is worth a slot of its own (``min_following`` bodies, or full)."""
+        in_flight = len(self._in_flight)
+        if in_flight >= self._max_in_flight:
+            return False
+        return (
+            in_flight == 0
+            or len(self._waiting) >= self._min_following
+            or self._waiting_bytes >= self._max_bytes
+        )
+
     def _flush(self) -> None:
-        """Send what waits, as long as there is a free slot."""
+        """Send what waits, as long as a message may leave."""
         self._flush_scheduled = False
         loop = self._loop
         assert loop is not None
-        while self._waiting and len(self._in_flight) < self._max_in_flight:
+        while self._waiting and self._may_send():
             batch = self._take()
             task = loop.create_task(self._send(batch))
             self._in_flight.add(task)
@@ -144,12 +169,14 @@ class AmqpPublisher:
         size = len(waiting[0].body)
         count = 1
         while count < len(waiting) and count < self._max_count:
-            size += len(waiting[count].body)
-            if size > self._max_bytes:
+            more = size + len(waiting[count].body)
+            if more > self._max_bytes:
                 break
+            size = more
             count += 1
         batch = waiting[:count]
         del waiting[:count]
+        self._waiting_bytes -= size
         return batch
 
     def _sent(self, task: asyncio.Task[None]) -> None:
@@ -216,6 +243,7 @@ class AmqpPublisher:
             if not waiting.done.done():
                 waiting.done.set_exception(BrokerUnavailable("ingress shutting down"))
         self._waiting.clear()
+        self._waiting_bytes = 0
         if self._publishing is not None:
             await within(5.0, self._publishing.close(), "close channel")
             self._publishing = None

@@ -48,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--compare-tree",
         type=Path,
-        help="also run the ingress of another checkout (a before/after in the same run)",
+        help="also run the ingress of another checkout (a before/after in the same run; "
+        "the http and pinned sections)",
     )
     parser.add_argument("--compare-label", help="the name of that row in the tables")
     parser.add_argument(

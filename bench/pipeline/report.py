@@ -465,7 +465,11 @@ def drain_targets(results: dict[str, Any]) -> list[str]:
 
 
 def pinned_lines(results: dict[str, Any]) -> list[str]:
-    """The ingress and the no-op server, each alone on one core; targets 0.6x and 1.6x."""
+    """The ingress and the no-op server, each alone on one core; targets 0.6x and 1.6x.
+
+    Each row also gives its rounds as ratios to the no-op's in the same round (x no-op / x
+    the no-op's CPU): on a shared machine a round's two servers met the same noise.
+    """
     p = results.get("pinned")
     if not p or NOOP not in p or OURS not in p:
         return []
@@ -476,16 +480,17 @@ def pinned_lines(results: dict[str, Any]) -> list[str]:
         f"Each server alone on CPU {p['server_cpu']}, wrk on CPU {p['load_cpu']} (taskset; "
         "the shared broker not pinned), median of interleaved rounds:",
         "",
-        "| server | req/s | x no-op | server CPU us/req | x no-op's CPU | non-2xx |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| server | req/s | x no-op | server CPU us/req | x no-op's CPU | non-2xx | rounds |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
-    for name, row in ((NOOP, noop), (OURS, ours)):
+    rows = {name: row for name, row in p.items() if isinstance(row, dict)}
+    for name, row in rows.items():
         cpu, base = row["server_cpu_us"], noop["server_cpu_us"]
         cpu_cell = "-" if cpu is None else f"{cpu:.0f}"
         cpu_ratio = "-" if cpu is None or not base else f"{cpu / base:.2f}"
         out.append(
             f"| {name} | {row['throughput']:,.0f} | {row['throughput'] / noop['throughput']:.2f} "
-            f"| {cpu_cell} | {cpu_ratio} | {row['non_2xx']} |"
+            f"| {cpu_cell} | {cpu_ratio} | {row['non_2xx']} | {_pinned_rounds(row, noop)} |"
         )
     cpu_ok = (
         ours["server_cpu_us"] is not None
@@ -499,3 +504,17 @@ def pinned_lines(results: dict[str, Any]) -> list[str]:
         f"no-op's ({'met' if cpu_ok else '**not met**'}).",
     ]
     return out
+
+
+def _pinned_rounds(row: dict[str, Any], noop: dict[str, Any]) -> str:
+    """Each round as x no-op / x the no-op's CPU, against the no-op's run of that round."""
+    cpus, base_cpus = row.get("server_cpus_us"), noop.get("server_cpus_us")
+    if not cpus or not base_cpus:  # a run saved before the rounds were kept
+        return "-"
+    cells = []
+    for ours, theirs, cpu, base_cpu in zip(
+        row["throughputs"], noop["throughputs"], cpus, base_cpus, strict=True
+    ):
+        cpu_ratio = "-" if cpu is None or not base_cpu else f"{cpu / base_cpu:.2f}"
+        cells.append(f"{ours / theirs:.2f}/{cpu_ratio}")
+    return " ".join(cells)

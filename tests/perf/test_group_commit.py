@@ -127,6 +127,29 @@ async def test_a_batch_never_exceeds_its_count_and_byte_bounds(
     assert len(messages) >= math.ceil(40 / 3) + 1
 
 
+async def test_a_few_bodies_behind_a_message_in_flight_wait_for_its_confirm_and_go_together(
+    settings: Settings, broker: BrokerClient
+) -> None:
+    publisher = AmqpPublisher(settings, max_in_flight=3, min_following=8)
+    await publisher.start()
+    try:
+        metas = [RawMeta(f"req-{i}", 1.0, "application/xml", None) for i in range(4)]
+        bodies = [_distinct_body(i) for i in range(4)]
+        first = asyncio.create_task(publisher.publish(bodies[0], metas[0]))
+        followers = []
+        for body, meta in zip(bodies[1:], metas[1:], strict=True):
+            await asyncio.sleep(0)  # each arrives in a turn of its own, slots free
+            followers.append(asyncio.create_task(publisher.publish(body, meta)))
+        await asyncio.gather(first, *followers)
+    finally:
+        await publisher.close()
+    lone, batch = await broker.take_all(broker.topology.raw)
+    assert (lone.message_id, lone.body) == ("req-0", bodies[0])
+    assert batch.content_type == BATCH_CONTENT_TYPE
+    assert unpack(batch.body) == list(zip(metas[1:], bodies[1:], strict=True))
+    assert (publisher.messages_confirmed, publisher.bodies_confirmed) == (2, 4)
+
+
 async def test_when_the_message_holding_a_batch_fails_every_request_in_it_fails(
     settings: Settings, broker: BrokerClient
 ) -> None:

@@ -4,6 +4,8 @@ The no-op aiohttp server and our ingress each run pinned to the last core (``tas
 wrk pinned to the first, in interleaved rounds; the shared RabbitMQ is not pinned (it is
 not the benchmark's to move) and takes what is left. "x no-op" then compares two servers
 that had the same one core, and the server CPU per request says what each request cost it.
+With ``--compare-tree`` the ingress of that other checkout takes its turn in every round too
+(a before/after on the same core in the same run; the machine's noise moves both alike).
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ def run_pinned(bench: Bench) -> None:
         NOOP: bench.start_server("noop", "noop-pinned", cpu=server_cpu),
         OURS: bench.start_ingress("ingress-pinned", f"{bench.prefix}-pinned", cpu=server_cpu),
     }
+    if bench.args.compare_tree:
+        label = bench.args.compare_label or f"ingress from {bench.args.compare_tree.name}"
+        servers[label] = bench.start_ingress(
+            "ingress-pinned-cmp",
+            f"{bench.prefix}-pinned-cmp",
+            tree=bench.args.compare_tree.resolve(),
+            cpu=server_cpu,
+        )
     runs: dict[str, list[Load]] = {name: [] for name in servers}
     for proc in servers.values():  # warm up
         bench.saturate(proc, plan.warmup_seconds, wrk_cpu=load_cpu)
@@ -57,6 +67,7 @@ def run_pinned(bench: Bench) -> None:
             "throughput": statistics.median(x.throughput for x in loads),
             "throughputs": [x.throughput for x in loads],
             "server_cpu_us": statistics.median(cpus) if cpus else None,
+            "server_cpus_us": [x.cpu.get("server") for x in loads],
             "non_2xx": sum(x.non_2xx + x.errors for x in loads),
         }
     bench.results["pinned"] = out
