@@ -149,7 +149,12 @@ class Settings(BaseSettings):
         "(false: nothing counted, no /metrics; for measuring their cost).",
     )
     # Router
-    router_prefetch: int = Field(64, ge=1, description="Raw bodies a router holds unacked.")
+    router_prefetch: int = Field(
+        64,
+        ge=1,
+        description="Raw messages a router holds unacked (a batch message carries up to 256 "
+        "bodies).",
+    )
     event_format: Literal["framed", "json"] = Field(
         "framed",
         description="How the router publishes events: `framed` (events that share a routing "
