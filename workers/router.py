@@ -40,6 +40,7 @@ from workers.batch import RawBody, raw_bodies
 from workers.envelope import parked_copy
 from workers.metrics import RouterMetrics
 from workers.outbox import Outbox
+from workers.requeue import pause_before_requeue as _pause_before_requeue
 
 __all__ = ["RouterService"]
 
@@ -163,10 +164,12 @@ class RouterService:
                 await _all(waiting)
                 self._count(routed)
         except Exception as exc:
-            # Not confirmed: hand the body back; the broker's delivery limit stops a loop.
+            # Not confirmed: hand the body back, after a pause (the broker's delivery limit
+            # stops a loop, and a pause keeps a failover from using the delivery up).
             if self._publishing is not None:
                 self._publishing.refused(exc)
             log.warning("publish failed, requeued", request_id=message.message_id, error=repr(exc))
+            await _pause_before_requeue()
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
             return

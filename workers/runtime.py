@@ -38,6 +38,7 @@ from workers.envelope import parked_copy
 from workers.eventformat import EVENT_COUNT_HEADER, Entry, EventFormatError, entries_of
 from workers.handling import ConsumerPolicy, Outcome, describe, handle_delivery
 from workers.metrics import ConsumerMetrics, WorkerMetrics
+from workers.requeue import pause_before_requeue
 
 __all__ = ["ConsumerRunner", "WorkerService"]
 
@@ -119,8 +120,9 @@ class ConsumerRunner:
             # A retry or park that could not be published (broker, dedupe store): hand the
             # message back now rather than hold it unacked on a live channel.
             log.warning("could not settle message, requeued", error=describe(exc))
-            self._acks.settled(message)
+            await pause_before_requeue()
             with contextlib.suppress(Exception):
+                self._acks.settled(message)
                 await message.nack(requeue=True)
         finally:
             self._inflight.discard(task)
