@@ -23,7 +23,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from shared.errors import ConfigError
 from shared.topology import Topology
 from workers.envelope import copy_with_headers
-from workers.eventformat import EventFormatError, entries_of, is_events
+from workers.eventformat import Entry, EventFormatError, entries_of, is_events
 
 __all__ = ["MessageFilter", "ParkedMessage", "Parking", "topic_matches"]
 
@@ -84,16 +84,26 @@ class ParkedMessage:
         return str(key) if key is not None else None
 
     @cached_property
+    def _entries(self) -> list[Entry] | EventFormatError:
+        """The body's events as they travelled, or why a framed body does not unpack."""
+        try:
+            return entries_of(self.message.content_type, self.message.body)
+        except EventFormatError as exc:
+            return exc
+
+    @cached_property
     def _events(self) -> list[dict[str, Any]]:
         """The events in the body as JSON objects: one of the JSON format, or each framed
         entry's (``workers.eventformat``); none for a raw body or one that does not read."""
         message = self.message
         if message.content_type != "application/json" and not is_events(message.content_type):
             return []
+        entries = self._entries
+        if isinstance(entries, EventFormatError):
+            return []
         try:
-            entries = entries_of(message.content_type, message.body)
             docs = [json.loads(entry.doc) for entry in entries]
-        except (ValueError, EventFormatError):
+        except ValueError:
             return []
         return [doc for doc in docs if isinstance(doc, dict)]
 
@@ -120,10 +130,9 @@ class ParkedMessage:
         message = self.message
         if not is_events(message.content_type):
             return message.body.decode("utf-8", "backslashreplace")
-        try:
-            entries = entries_of(message.content_type, message.body)
-        except EventFormatError as exc:
-            return f"(does not unpack: {exc.reason}) " + repr(message.body[:2000])
+        entries = self._entries
+        if isinstance(entries, EventFormatError):
+            return f"(does not unpack: {entries.reason}) " + repr(message.body[:2000])
         parts = []
         for entry in entries:
             parts.append(entry.doc.decode("utf-8", "backslashreplace"))
@@ -171,11 +180,10 @@ class ParkedMessage:
 
     def _raw_text(self) -> str:
         """The raw body of the first framed event, as the sender sent it."""
-        try:
-            raw = entries_of(self.message.content_type, self.message.body)[0].raw
-        except EventFormatError:
+        entries = self._entries
+        if isinstance(entries, EventFormatError):
             return ""
-        return (raw or b"").decode("utf-8", "backslashreplace")
+        return (entries[0].raw or b"").decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)

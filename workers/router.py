@@ -147,7 +147,8 @@ class RouterService:
                 # Only the routing keys wait for the confirms: the bodies, envelopes and
                 # events are let go as soon as they are encoded, so that the collector does
                 # not scan the events of every delivery in flight again and again.
-                routed: list[str] = []
+                keys: list[str] = []
+                routed = 0
                 unparsed: list[tuple[RawBody, ParseError]] = []
                 for body in bodies:
                     events = self._parse(body)
@@ -155,14 +156,13 @@ class RouterService:
                         unparsed.append((body, events))
                     else:
                         waiting.extend(self._outbox_of().add(events))
-                        routed.extend(event.routing_key for event in events)
-                        routed.append("")  # the end of a body's events
+                        keys.extend(event.routing_key for event in events)
+                        routed += 1
                 del bodies, body, events
                 for lone, error in unparsed:  # parked once every body is parsed
                     waiting.append(self._park(lone.message(), error.reason, error.location))
-                unparsed.clear()
                 await _all(waiting)
-                self._count(routed)
+                self._count(routed, keys)
         except Exception as exc:
             # Not confirmed: hand the body back, after a pause (the broker's delivery limit
             # stops a loop, and a pause keeps a failover from using the delivery up).
@@ -200,17 +200,14 @@ class RouterService:
             if counted is not None:
                 counted.parse_seconds.observe(time.perf_counter() - started)
 
-    def _count(self, routed: list[str]) -> None:
-        """Count the bodies routed and their events, once confirmed: ``routed`` holds each
-        body's routing keys, then an empty string."""
+    def _count(self, routed: int, keys: list[str]) -> None:
+        """Count the bodies routed and their events (by routing key), once confirmed."""
         counted = self._counted
         if counted is None:
             return
-        for key in routed:
-            if key:
-                counted.event_routed(key)
-            else:
-                counted.routed.inc()
+        counted.routed.inc(routed)
+        for key in keys:
+            counted.event_routed(key)
 
     async def _park(
         self, message: AbstractIncomingMessage, reason: str, location: str | None
