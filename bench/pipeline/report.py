@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.pipeline.common import CONNECTIONS, NOOP, OPEN_LOOP_CONNECTIONS, OURS
+from bench.pipeline.common import APP, CONNECTIONS, GROUP, NOOP, OPEN_LOOP_CONNECTIONS, OURS
 from bench.pipeline.sections.messages import message_lines
 from bench.pipeline.sections.metrics import metrics_lines
 
@@ -503,7 +503,21 @@ def pinned_lines(results: dict[str, Any]) -> list[str]:
         f"{'met' if ratio >= 0.6 else '**not met**'}), server CPU per request <= 1.6x the "
         f"no-op's ({'met' if cpu_ok else '**not met**'}).",
     ]
-    return out
+    return out + _pinned_split(rows, noop)
+
+
+def _pinned_split(rows: dict[str, dict[str, Any]], noop: dict[str, Any]) -> list[str]:
+    """What the two halves of the ingress cost alone, as x the no-op's CPU per request."""
+    base = noop["server_cpu_us"]
+    cpus = {name: rows[name]["server_cpu_us"] for name in (APP, GROUP) if name in rows}
+    if not base or len(cpus) < 2 or None in cpus.values():
+        return []
+    return [
+        "",
+        f"The halves alone, in CPU per request: our HTTP app with nothing kept "
+        f"{cpus[APP] / base:.2f}x the no-op's; a handler that only makes the body durable "
+        f"(our group commit) {cpus[GROUP] / base:.2f}x.",
+    ]
 
 
 def _pinned_rounds(row: dict[str, Any], noop: dict[str, Any]) -> str:

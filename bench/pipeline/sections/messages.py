@@ -4,11 +4,13 @@ For each seed, in this process: the callback's size; the message of one event as
 format sends it (raw body inside in base64) and as the framed format does (raw body
 beside); the framed bytes per event when ten callbacks of that seed share a message; and
 the CPU to encode an event (router) and to read it back into a ``CallbackEvent`` (worker),
-in each format.
+in each format; and, beside the framed read, the CPU to decode the event's JSON alone into
+plain dicts and lists (``json.loads``: what any reading of the event pays, validated or not).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -85,6 +87,7 @@ def run_messages(bench: Bench) -> None:
                 "encode_framed_us": _cpu_us(partial(encode, event)),
                 "read_json_us": _cpu_us(partial(CallbackEvent.model_validate_json, json_body)),
                 "read_framed_us": _cpu_us(read_framed),
+                "decode_only_us": _cpu_us(partial(json.loads, entry.doc)),
             }
         )
     bench.results["messages"] = rows
@@ -100,13 +103,20 @@ def message_lines(results: dict[str, Any]) -> list[str]:
         "back into a `CallbackEvent` in the worker), JSON format against framed:",
         "",
         "| seed | body B | JSON B | framed B | framed B/event, 10 callbacks in one | "
-        "encode JSON us | encode framed us | read JSON us | read framed us |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "encode JSON us | encode framed us | read JSON us | read framed us | "
+        "JSON decode alone us |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['seed']} | {r['body']:,} | {r['json']:,} | {r['framed']:,} | "
             f"{r['framed_shared']:,.0f} | {r['encode_json_us']:.1f} | "
-            f"{r['encode_framed_us']:.1f} | {r['read_json_us']:.1f} | {r['read_framed_us']:.1f} |"
+            f"{r['encode_framed_us']:.1f} | {r['read_json_us']:.1f} | {r['read_framed_us']:.1f} | "
+            f"{_decode_cell(r)} |"
         )
     return lines
+
+
+def _decode_cell(row: dict[str, Any]) -> str:
+    decode = row.get("decode_only_us")  # absent from runs saved before it was measured
+    return "-" if decode is None else f"{decode:.1f}"

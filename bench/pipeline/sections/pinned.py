@@ -4,6 +4,9 @@ The no-op aiohttp server and our ingress each run pinned to the last core (``tas
 wrk pinned to the first, in interleaved rounds; the shared RabbitMQ is not pinned (it is
 not the benchmark's to move) and takes what is left. "x no-op" then compares two servers
 that had the same one core, and the server CPU per request says what each request cost it.
+Two more servers split the gap between them, on the same core in the same rounds: our HTTP
+app with a publisher that keeps nothing (what the HTTP side costs), and a handler that does
+nothing but publish through our group commit (what making a body durable costs).
 With ``--compare-tree`` the ingress of that other checkout takes its turn in every round too
 (a before/after on the same core in the same run; the machine's noise moves both alike).
 """
@@ -14,7 +17,7 @@ import os
 import statistics
 from typing import TYPE_CHECKING, Any
 
-from bench.pipeline.common import NOOP, OURS
+from bench.pipeline.common import APP, GROUP, NOOP, OURS
 from bench.pipeline.load import ensure_wrk
 
 if TYPE_CHECKING:
@@ -36,6 +39,8 @@ def run_pinned(bench: Bench) -> None:
     print(f"pinned: servers on CPU {server_cpu}, wrk on CPU {load_cpu}", flush=True)
     servers = {
         NOOP: bench.start_server("noop", "noop-pinned", cpu=server_cpu),
+        APP: bench.start_server("app", "app-pinned", cpu=server_cpu),
+        GROUP: bench.start_server("group", "group-pinned", cpu=server_cpu),
         OURS: bench.start_ingress("ingress-pinned", f"{bench.prefix}-pinned", cpu=server_cpu),
     }
     if bench.args.compare_tree:
