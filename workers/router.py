@@ -41,6 +41,7 @@ from workers.envelope import parked_copy
 from workers.metrics import RouterMetrics
 from workers.outbox import Outbox
 from workers.requeue import pause_before_requeue as _pause_before_requeue
+from workers.waitall import wait_all
 
 __all__ = ["RouterService"]
 
@@ -161,7 +162,7 @@ class RouterService:
                 del bodies, body, events
                 for lone, error in unparsed:  # parked once every body is parsed
                     waiting.append(self._park(lone.message(), error.reason, error.location))
-                await _all(waiting)
+                await wait_all(waiting)
                 self._count(routed, keys)
         except Exception as exc:
             # Not confirmed: hand the body back, after a pause (the broker's delivery limit
@@ -243,15 +244,3 @@ class RouterService:
             await self._outbox.close()
         if self._connection is not None:
             await within(5.0, self._connection.close(), "close connection")
-
-
-async def _all(waiting: list[Awaitable[None]]) -> None:
-    """Wait for every confirm (none left with an unretrieved error), then raise the first
-    error; most deliveries wait for one."""
-    if len(waiting) == 1:
-        await waiting[0]
-        return
-    results = await asyncio.gather(*waiting, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result

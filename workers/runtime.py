@@ -39,6 +39,7 @@ from workers.eventformat import EVENT_COUNT_HEADER, Entry, EventFormatError, ent
 from workers.handling import ConsumerPolicy, Outcome, describe, handle_delivery
 from workers.metrics import ConsumerMetrics, WorkerMetrics
 from workers.requeue import pause_before_requeue
+from workers.waitall import wait_all
 
 __all__ = ["ConsumerRunner", "WorkerService"]
 
@@ -151,15 +152,7 @@ class ConsumerRunner:
         self, message: AbstractIncomingMessage, entries: list[Entry], done: int
     ) -> None:
         """The events of one message side by side, within the consumer's concurrency."""
-        handling = [
-            asyncio.create_task(self._handle_entry(message, entry, done, alone=False))
-            for entry in entries
-        ]
-        # Every task is awaited (none left with an unretrieved error), then the first error.
-        results = await asyncio.gather(*handling, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await wait_all([self._handle_entry(message, entry, done, alone=False) for entry in entries])
 
     async def _handle_entry(
         self, message: AbstractIncomingMessage, entry: Entry, done: int, *, alone: bool
