@@ -60,12 +60,12 @@ from shared.callbacks import CallbackEvent, Envelope, parse_callback  # noqa: E4
 from shared.logs import configure_logging  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from shared.topology import Topology  # noqa: E402
+from shared.wire.events import event_message  # noqa: E402
 from workers.builtin import archive, forward  # noqa: E402
 from workers.consumer import ConsumerSpec, LoadedConsumer  # noqa: E402
-from workers.eventformat import event_message  # noqa: E402
-from workers.runtime import WorkerService  # noqa: E402
+from workers.runtime.worker import WorkerService  # noqa: E402
 
-SEED = ROOT / "tests" / "fixtures" / "seeds" / "ocr.1.xml"
+SEED = ROOT / "workers" / "testing" / "seeds" / "ocr.1.xml"
 RESULTS = ROOT / "bench" / "results"
 JOB = b"a3c193f288b2c11eeb60f39de2f86f409"
 ARCHIVE_CONCURRENCY = 400  # the archive's prefetch: two full batches of 200 (its default)

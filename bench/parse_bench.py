@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from shared.callbacks.parser import parse_callback  # noqa: E402 - after the path is set
 
-SEEDS = ROOT / "tests" / "fixtures" / "seeds"
+SEEDS = ROOT / "workers" / "testing" / "seeds"
 DEFAULT_BODIES = ("ocr.1.xml", "digital-watermark.1.json")
 
 

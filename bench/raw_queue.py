@@ -22,12 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aio_pika
 
-from ingress.publisher import AmqpPublisher
-from shared.batchformat import RawMeta
+from ingress.groupcommit import AmqpPublisher
 from shared.settings import Settings, mask_url
 from shared.topology import Topology
+from shared.wire.raw import RawMeta
 
-BODY = (Path(__file__).resolve().parent.parent / "tests/fixtures/seeds/ocr.1.xml").read_bytes()
+BODY = (Path(__file__).resolve().parent.parent / "workers/testing/seeds/ocr.1.xml").read_bytes()
 
 
 @contextlib.contextmanager

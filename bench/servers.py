@@ -87,7 +87,7 @@ async def _naive_app(amqp_url: str, queue: str) -> web.Application:
 
 def _http_only_app() -> web.Application:
     from ingress.app import create_app
-    from ingress.publisher import Durable, RawMeta
+    from ingress.groupcommit import Durable, RawMeta
     from shared.logs import configure_logging
     from shared.settings import Settings
 
@@ -111,7 +111,7 @@ def _request_ids() -> Iterator[str]:
 
 
 async def _group_commit_app(amqp_url: str, prefix: str) -> web.Application:
-    from ingress.publisher import AmqpPublisher, RawMeta
+    from ingress.groupcommit import AmqpPublisher, RawMeta
     from shared.errors import BrokerUnavailable
     from shared.settings import Settings
 

@@ -38,12 +38,12 @@ sys.path.insert(0, str(ROOT))
 
 from shared.settings import Settings  # noqa: E402
 from shared.topology import Topology  # noqa: E402
+from shared.wire.events import entries_of, is_events  # noqa: E402
 from tests.support.processes import RoleProcess, free_port  # noqa: E402
 from tests.support.proxy import CuttableProxy  # noqa: E402
-from workers.batch import raw_messages  # noqa: E402
-from workers.eventformat import entries_of, is_events  # noqa: E402
+from workers.router.rawbodies import raw_messages  # noqa: E402
 
-OCR = (ROOT / "tests" / "fixtures" / "seeds" / "ocr.1.xml").read_bytes()
+OCR = (ROOT / "workers" / "testing" / "seeds" / "ocr.1.xml").read_bytes()
 GARBAGE = b"<Response><JobsDetail>"  # parks in <prefix>.unparsed
 CONSUMERS = "tests.support.fault_consumers"
 CONSUMER = "slow-recorder"

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, TextIO
 
 from pydantic.fields import FieldInfo
 
-from shared.collector import tune_collector
 from shared.errors import ConfigError, FanoutError, ParseError
+from shared.gctuning import tune_collector
 from shared.logs import configure_logging, get_logger
 from shared.service import Service, run_until_stopped
 from shared.settings import ENV_PREFIX, AutoBool, Settings
 
 if TYPE_CHECKING:
-    from workers.parking import ParkedMessage
+    from callback_fanout.parking import ParkedMessage
 
 __all__ = ["main"]
 
@@ -212,7 +212,7 @@ async def _status(args: argparse.Namespace, settings: Settings, out: TextIO | No
     from shared.amqp import connect_once
     from shared.topology import Topology
     from workers.loader import consumers_of
-    from workers.retry import RetryPolicy
+    from workers.runtime.retry import RetryPolicy
 
     out = out or sys.stdout
     urls = [readyz_url(url) for url in args.url]
@@ -290,9 +290,9 @@ def _add_parked_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 async def _parked(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
+    from callback_fanout.parking import MessageFilter, Parking
     from shared.amqp import connect
     from shared.topology import Topology
-    from workers.parking import MessageFilter, Parking
 
     out = out or sys.stdout
     connection = await connect(settings, role="parked")
@@ -369,8 +369,8 @@ def _services(command: str, settings: Settings) -> list[Service]:
     from ingress.server import IngressService
     from shared.metrics import Metrics
     from workers.loader import consumers_of
-    from workers.router import RouterService
-    from workers.runtime import WorkerService
+    from workers.router.service import RouterService
+    from workers.runtime.worker import WorkerService
 
     # One registry for the process: its admin port serves every role's metrics.
     metrics = Metrics() if settings.metrics else None
@@ -424,7 +424,7 @@ def _parse_files(files: Sequence[Path], content_type: str | None) -> int:
 
 def _schema(settings: Settings, *, asyncapi: bool) -> int:
     if asyncapi:
-        from workers.asyncapi import asyncapi_document
+        from callback_fanout.asyncapi import asyncapi_document
 
         document = asyncapi_document(settings)
     else:

@@ -16,9 +16,9 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from callback_fanout.parking import ParkedMessage
 from callback_fanout.readiness import RoleReadiness
 from callback_fanout.status import QueueRow, SystemStatus
-from workers.parking import ParkedMessage
 
 __all__ = [
     "console_for",

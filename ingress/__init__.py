@@ -8,6 +8,6 @@ body. Import direction: ``ingress`` imports the infrastructure of ``shared`` (ne
 """
 
 from ingress.app import create_app
-from ingress.publisher import AmqpPublisher, Publisher, RawMeta
+from ingress.groupcommit import AmqpPublisher, Publisher, RawMeta
 
 __all__ = ["AmqpPublisher", "Publisher", "RawMeta", "create_app"]

@@ -11,9 +11,9 @@ from aiohttp import web
 
 from ingress.body import BodyRefused, read_body
 from ingress.clientnet import address_text
+from ingress.groupcommit import Publisher, RawMeta
 from ingress.guard import GUARD, Guard
 from ingress.metrics import IngressMetrics, Outcome
-from ingress.publisher import Publisher, RawMeta
 from shared.errors import BrokerUnavailable
 from shared.logs import get_logger
 from shared.settings import Settings

@@ -10,7 +10,7 @@ from aiohttp import web
 from ingress.app import STATE, create_app
 from ingress.guard import GUARD
 from ingress.metrics import IngressMetrics
-from ingress.publishing import SpoolingPublisher, build_publisher
+from ingress.spooling import SpoolingPublisher, build_publisher
 from shared.logs import get_logger
 from shared.metrics import Metrics, metrics_for
 from shared.settings import Settings

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-from ingress.publisher import RawMeta
+from ingress.groupcommit import RawMeta
 from ingress.spoolfile import (
     FILE_HEADER,
     SEGMENT_SUFFIX,

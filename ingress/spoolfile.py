@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingress.publisher import RawMeta
+from ingress.groupcommit import RawMeta
 
 __all__ = [
     "FILE_HEADER",

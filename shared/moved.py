@@ -1,8 +1,10 @@
-"""Import paths of 0.1 that moved in 0.2, kept working for one release with a warning.
+"""Import paths that moved, kept working for one release with a warning.
 
-``shared.events``, ``shared.parser`` and the other modules of the callback model now live in
-:mod:`shared.callbacks`. Importing an old path gives the new module itself (the same objects,
-so ``isinstance`` checks hold) and a :class:`DeprecationWarning` naming the new path.
+In 0.2 the modules of the callback model moved from ``shared`` to :mod:`shared.callbacks`;
+in 0.3 the workers' modules moved into rooms (``workers.router``, ``workers.runtime``), the
+message formats into :mod:`shared.wire`, and a few modules took names that say what they
+hold. Importing an old path gives the new module itself (the same objects, so ``isinstance``
+checks hold) and a :class:`DeprecationWarning` naming the new path.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from types import ModuleType
 
 __all__ = ["MOVED", "install"]
 
-#: Old module path -> new module path. Removed in 0.3.
-MOVED = {
-    f"shared.{name}": f"shared.callbacks.{name}"
+#: Old module path -> (new module path, the release that removes the old one).
+MOVED: dict[str, tuple[str, str]] = {
+    f"shared.{name}": (f"shared.callbacks.{name}", "0.3")
     for name in (
         "events",
         "jsonrepair",
@@ -31,6 +33,27 @@ MOVED = {
         "workflow",
         "xmlsafe",
     )
+} | {
+    old: (new, "0.4")
+    for old, new in {
+        "shared.batchformat": "shared.wire.raw",
+        "shared.collector": "shared.gctuning",
+        "workers.eventformat": "shared.wire.events",
+        "workers.envelope": "shared.wire.envelope",
+        "workers.batch": "workers.router.rawbodies",
+        "workers.outbox": "workers.router.outbox",
+        "workers.handling": "workers.runtime.handling",
+        "workers.acks": "workers.runtime.acks",
+        "workers.dedupe": "workers.runtime.dedupe",
+        "workers.retry": "workers.runtime.retry",
+        "workers.waitall": "workers.settling",
+        "workers.requeue": "workers.settling",
+        "workers.builtin.batching": "workers.builtin.groupwrite",
+        "workers.asyncapi": "callback_fanout.asyncapi",
+        "workers.parking": "callback_fanout.parking",
+        "ingress.publisher": "ingress.groupcommit",
+        "ingress.publishing": "ingress.spooling",
+    }.items()
 }
 
 
@@ -48,10 +71,10 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return importlib.machinery.ModuleSpec(fullname, self)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        new = MOVED[spec.name]
+        new, removed_in = MOVED[spec.name]
         warnings.warn(
             f"{spec.name} moved to {new} (consumers: `from workers import ...`); "
-            "the old path goes in 0.3",
+            f"the old path goes in {removed_in}",
             DeprecationWarning,
             stacklevel=2,
         )

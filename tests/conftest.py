@@ -26,7 +26,8 @@ from tests.support.system import Recorder, RunningSystem
 
 RUN_PREFIX = f"t{os.getpid()}{secrets.token_hex(2)}"
 _counter = itertools.count(1)
-SEEDS = Path(__file__).parent / "fixtures" / "seeds"
+SEEDS = Path(__file__).resolve().parents[1] / "workers" / "testing" / "seeds"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session", autouse=True)

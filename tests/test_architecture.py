@@ -68,7 +68,7 @@ def test_workers_never_import_the_ingress() -> None:
 
 
 def test_the_callback_model_is_usable_alone_without_io_settings_or_logging() -> None:
-    seed = ROOT / "tests" / "fixtures" / "seeds" / "ocr.1.xml"
+    seed = ROOT / "workers" / "testing" / "seeds" / "ocr.1.xml"
     script = f"""
 import sys
 from shared.callbacks import CallbackEvent, parse_callback

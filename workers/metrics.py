@@ -23,7 +23,7 @@ from shared.metrics import (
     Histogram,
     Metrics,
 )
-from workers.handling import Outcome
+from workers.runtime.handling import Outcome
 
 __all__ = ["CONSUMER_OUTCOMES", "ConsumerMetrics", "RouterMetrics", "WorkerMetrics"]
 

@@ -32,8 +32,8 @@ async def count_bodies(url: str, prefix: str) -> tuple[int, int, set[str], int]:
     with a ``basic.get``: exact, where a quorum queue's declared count can lag. The queue is
     declared passively, so its arguments need not match this checkout's.
     """
-    from shared.batchformat import is_batch, unpack
     from shared.topology import Topology
+    from shared.wire.raw import is_batch, unpack
 
     seed = SEED.read_bytes()
     topology = Topology(prefix)
@@ -105,7 +105,7 @@ async def fill_backlog(url: str, prefix: str, count: int) -> int:
     from shared.callbacks.parser import parse_callback
     from shared.settings import Settings
     from shared.topology import Topology
-    from workers.eventformat import event_message
+    from shared.wire.events import event_message
 
     seed = SEED.read_bytes()
     topology = Topology(prefix)
@@ -144,10 +144,10 @@ async def fill_raw(url: str, prefix: str, count: int) -> int:
     Our publisher, 64 requests at a time: the bodies travel in batches as under load.
     """
     from ingress.app import next_request_id
-    from ingress.publisher import AmqpPublisher
-    from shared.batchformat import RawMeta
+    from ingress.groupcommit import AmqpPublisher
     from shared.logs import configure_logging
     from shared.settings import Settings
+    from shared.wire.raw import RawMeta
 
     seed = SEED.read_bytes()
     headers = {"Content-Type": "application/xml"}

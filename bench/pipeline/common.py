@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-SEED = ROOT / "tests" / "fixtures" / "seeds" / "ocr.1.xml"
+SEED = ROOT / "workers" / "testing" / "seeds" / "ocr.1.xml"
 
 
 RESULTS = ROOT / "bench" / "results"

@@ -40,6 +40,7 @@ __all__ = [
     "routing_key",
     "routing_word",
     "task_state_word",
+    "topic_matches",
 ]
 
 #: The word standing for a missing value (also the ``tag`` of an event without ``Tag``).
@@ -93,3 +94,18 @@ def digest(parts: Iterable[str]) -> str:
     """SHA-256 (hex) of the parts, separated so that ``("ab", "c")`` and ``("a", "bc")`` differ."""
     framed = "".join(f"{len(part)}:{part}" for part in parts)
     return hashlib.sha256(framed.encode()).hexdigest()
+
+
+def topic_matches(pattern: str, key: str) -> bool:
+    """AMQP topic matching: ``*`` is exactly one word, ``#`` zero or more words."""
+    words = pattern.split(".")
+    parts = key.split(".") if key else []
+
+    def match(i: int, j: int) -> bool:
+        if i == len(words):
+            return j == len(parts)
+        if words[i] == "#":
+            return any(match(i + 1, k) for k in range(j, len(parts) + 1))
+        return j < len(parts) and words[i] in ("*", parts[j]) and match(i + 1, j + 1)
+
+    return match(0, 0)

@@ -25,7 +25,7 @@ from tests.support.system import RunningSystem
 from tests.support.waiting import eventually
 from workers.builtin import archive
 from workers.consumer import ConsumerSpec
-from workers.runtime import WorkerService
+from workers.runtime.worker import WorkerService
 
 pytestmark = pytest.mark.broker
 
@@ -109,7 +109,7 @@ async def test_the_same_callback_twice_and_a_redelivery_store_one_row(
 
 
 def _event_message(event: Any) -> Any:
-    from workers.eventformat import event_message
+    from shared.wire.events import event_message
 
     return event_message(event)
 

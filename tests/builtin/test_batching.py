@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from workers.builtin.batching import Batcher
+from workers.builtin.groupwrite import Batcher
 
 
 async def test_a_full_batch_is_written_at_once_and_every_handler_returns_after_it() -> None:

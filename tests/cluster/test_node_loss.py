@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import pytest
 from pydantic import SecretStr
 
-from ingress.publisher import AmqpPublisher
+from ingress.groupcommit import AmqpPublisher
 from shared.amqp import connect
-from shared.batchformat import RawMeta
 from shared.errors import BrokerUnavailable
 from shared.failover import FailoverConnection
 from shared.settings import Settings
+from shared.wire.raw import RawMeta
 from tests.cluster.load import Load
 from tests.conftest import SEEDS
 from tests.support.broker import BrokerClient

@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from shared.settings import Settings
-from tests.conftest import SEEDS, StartSystem
+from tests.conftest import FIXTURES, SEEDS, StartSystem
 from tests.support.broker import BrokerClient
 from tests.support.metrics import Scrape, scrape
 from tests.support.proxy import CuttableProxy
@@ -28,7 +28,7 @@ OCR = (SEEDS / "ocr.1.xml").read_bytes()
 TRANSLATION = (SEEDS / "translation.1.xml").read_bytes()
 PIC_PROCESS = (SEEDS / "pic-process.1.xml").read_bytes()
 IMAGE_INSPECT = (SEEDS / "image-inspect.1.xml").read_bytes()
-WORKFLOW = (SEEDS.parent / "callbacks" / "workflow-finish.json").read_bytes()
+WORKFLOW = (FIXTURES / "callbacks" / "workflow-finish.json").read_bytes()
 #: A task type nobody has heard of, chosen by whoever posts: must not become a label value.
 HOSTILE_TAG = (
     b'{"EventName":"TaskFinish","JobsDetail":{"Code":"Success","JobId":"j-hostile-1",'

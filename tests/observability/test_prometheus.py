@@ -23,7 +23,7 @@ from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 
-SEEDS = Path(__file__).parent.parent / "fixtures" / "seeds"
+SEEDS = Path(__file__).resolve().parents[2] / "workers" / "testing" / "seeds"
 OCR = (SEEDS / "ocr.1.xml").read_bytes()  # routed to steady and failing
 WATERMARK = (SEEDS / "digital-watermark.1.xml").read_bytes()  # no consumer: unrouted
 UNPARSABLE = b"<Response><JobsDetail>"

@@ -26,7 +26,7 @@ __all__ = [
 _T = TypeVar("_T")
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
-SEEDS = FIXTURES / "seeds"
+SEEDS = Path(__file__).resolve().parents[2] / "workers" / "testing" / "seeds"
 CALLBACKS = FIXTURES / "callbacks"
 
 

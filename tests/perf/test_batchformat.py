@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.batchformat import (
+from shared.errors import ParseError
+from shared.wire.raw import (
     BATCH_CONTENT_TYPE,
     BATCH_COUNT_HEADER,
     BatchFormatError,
@@ -18,7 +19,6 @@ from shared.batchformat import (
     pack,
     unpack,
 )
-from shared.errors import ParseError
 from tests.conftest import SEEDS
 
 _text = st.text(max_size=40)

@@ -9,17 +9,17 @@ import aio_pika
 import aiohttp
 import pytest
 
-from ingress.publisher import AmqpPublisher
-from shared.batchformat import (
+from ingress.groupcommit import AmqpPublisher
+from shared.callbacks.parser import parse_callback
+from shared.errors import BrokerUnavailable
+from shared.settings import Settings
+from shared.wire.raw import (
     BATCH_CONTENT_TYPE,
     BATCH_COUNT_HEADER,
     RawMeta,
     batch_message,
     unpack,
 )
-from shared.callbacks.parser import parse_callback
-from shared.errors import BrokerUnavailable
-from shared.settings import Settings
 from tests.conftest import SEEDS, StartSystem
 from tests.support.broker import BrokerClient
 from tests.support.system import Recorder

@@ -8,7 +8,7 @@ from typing import cast
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from workers.acks import AckGroup
+from workers.runtime.acks import AckGroup
 
 
 @dataclass

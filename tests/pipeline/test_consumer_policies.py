@@ -80,7 +80,7 @@ async def test_a_class_consumer_gets_startup_before_its_first_event_and_shutdown
 async def test_a_body_that_crashes_the_parser_is_parked_with_the_reason_not_retried_forever(
     start_system: StartSystem, broker: BrokerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import workers.router
+    import workers.router.service
     from shared.callbacks.parser import parse_callback as real
 
     def crashing(body: bytes, **kwargs: object) -> list[CallbackEvent]:
@@ -88,7 +88,7 @@ async def test_a_body_that_crashes_the_parser_is_parked_with_the_reason_not_retr
             raise MemoryError("the parser blew up")
         return real(body, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(workers.router, "parse_callback", crashing)
+    monkeypatch.setattr(workers.router.service, "parse_callback", crashing)
     everything = Recorder("everything", ["#"])
     system = await start_system([everything])
     poison = OCR.replace(b"<Message/>", b"<Message>CRASH</Message>")

@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from shared.callbacks.events import CallbackEvent, Envelope
 from shared.callbacks.parser import parse_callback
 from shared.errors import ParseError
-from tests.conftest import SEEDS
-from workers.eventformat import (
+from shared.wire.events import (
     EVENT_COUNT_HEADER,
     EVENTS_CONTENT_TYPE,
     EventFormatError,
@@ -21,6 +20,7 @@ from workers.eventformat import (
     entries_of,
     events_message,
 )
+from tests.conftest import SEEDS
 
 OCR = (SEEDS / "ocr.1.xml").read_bytes()
 

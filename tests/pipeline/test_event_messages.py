@@ -12,13 +12,13 @@ import pytest
 from shared.callbacks.events import CallbackEvent
 from shared.callbacks.parser import parse_callback
 from shared.settings import Settings
+from shared.wire.events import EVENTS_CONTENT_TYPE, encode, entries_of, events_message
 from tests.conftest import SEEDS, StartSystem
 from tests.support.broker import BrokerClient
 from tests.support.system import Recorder, RunningSystem
 from tests.support.waiting import eventually
 from workers import consumer
 from workers.consumer import LoadedConsumer
-from workers.eventformat import EVENTS_CONTENT_TYPE, encode, entries_of, events_message
 
 pytestmark = pytest.mark.broker
 

@@ -13,12 +13,12 @@ import pytest
 
 from shared.callbacks.parser import parse_callback
 from shared.settings import Settings
+from shared.wire.events import entries_of
 from tests.conftest import SEEDS, StartSystem
 from tests.support.broker import BrokerClient
 from tests.support.proxy import CuttableProxy
 from tests.support.system import Recorder
 from tests.support.waiting import eventually
-from workers.eventformat import entries_of
 
 pytestmark = pytest.mark.broker
 

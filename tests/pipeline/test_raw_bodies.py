@@ -9,10 +9,10 @@ from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from shared.batchformat import RawMeta, batch_message
+from shared.wire.envelope import envelope_of
+from shared.wire.raw import RawMeta, batch_message
 from tests.conftest import SEEDS
-from workers.batch import raw_bodies, raw_messages
-from workers.envelope import envelope_of
+from workers.router.rawbodies import raw_bodies, raw_messages
 
 _OPEN = SimpleNamespace(is_closed=False)  # a channel as the message asks it
 

@@ -10,7 +10,7 @@ from shared.settings import Settings
 from tests.conftest import SEEDS, StartSystem
 from tests.support.system import Recorder
 from tests.support.waiting import eventually
-from workers.dedupe import Claim, MemoryDedupeStore
+from workers.runtime.dedupe import Claim, MemoryDedupeStore
 
 pytestmark = pytest.mark.broker
 

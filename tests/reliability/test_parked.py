@@ -16,14 +16,14 @@ from callback_fanout.cli import _build_parser, _parked, _settings_from
 from shared.callbacks.events import Envelope
 from shared.callbacks.parser import parse_callback
 from shared.settings import Settings
+from shared.wire.events import encode, events_message
 from tests.conftest import SEEDS, StartSystem
 from tests.support.broker import BrokerClient
 from tests.support.parked_command import parked
 from tests.support.system import START_TIMEOUT, Recorder, RunningSystem
 from tests.support.terminal import at_terminal, piped
 from tests.support.waiting import eventually
-from workers.eventformat import encode, events_message
-from workers.router import RouterService
+from workers.router.service import RouterService
 
 pytestmark = pytest.mark.broker
 

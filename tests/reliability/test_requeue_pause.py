@@ -11,8 +11,8 @@ from tests.conftest import SEEDS, StartSystem
 from tests.support.broker import BrokerClient
 from tests.support.system import Recorder
 from tests.support.waiting import eventually
-from workers import requeue
-from workers.outbox import Outbox, _Group
+from workers import settling as requeue
+from workers.router.outbox import Outbox, _Group
 
 pytestmark = pytest.mark.broker
 

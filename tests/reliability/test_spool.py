@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import structlog
 
-from ingress.publisher import AmqpPublisher, RawMeta
-from ingress.publishing import SpoolingPublisher, build_publisher
+from ingress.groupcommit import AmqpPublisher, RawMeta
 from ingress.spool import Spool
 from ingress.spoolfile import FILE_HEADER, RECORD_HEADER, SEGMENT_SUFFIX
+from ingress.spooling import SpoolingPublisher, build_publisher
 from shared.errors import BrokerUnavailable
 from shared.settings import Settings
 

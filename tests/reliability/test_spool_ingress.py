@@ -18,11 +18,11 @@ from pydantic import SecretStr
 from yarl import URL
 
 from ingress.app import create_app
-from ingress.publisher import AmqpPublisher
-from ingress.publishing import SpoolingPublisher
+from ingress.groupcommit import AmqpPublisher
 from ingress.spool import Spool
-from shared.batchformat import is_batch, unpack
+from ingress.spooling import SpoolingPublisher
 from shared.settings import Settings
+from shared.wire.raw import is_batch, unpack
 from tests.support.broker import BrokerClient
 from tests.support.processes import free_port
 from tests.support.proxy import CuttableProxy
@@ -301,8 +301,8 @@ from aiohttp import web
 from pydantic import SecretStr
 from yarl import URL
 from ingress.app import create_app
-from ingress.publishing import build_publisher
-from shared.batchformat import is_batch, unpack
+from ingress.spooling import build_publisher
+from shared.wire.raw import is_batch, unpack
 from shared.settings import Settings
 
 async def main():

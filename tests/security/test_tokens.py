@@ -13,8 +13,8 @@ from pydantic import SecretStr
 from ingress import auth
 from ingress.app import create_app
 from ingress.auth import TokenRegistry
+from ingress.groupcommit import AmqpPublisher
 from ingress.guard import OPEN_ENDPOINT_WARNING
-from ingress.publisher import AmqpPublisher
 from shared.errors import ConfigError
 from shared.settings import Settings
 from tests.security.conftest import OCR_JSON, StartIngress, new_secret, with_overrides

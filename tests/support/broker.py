@@ -93,7 +93,7 @@ class BrokerClient:
 
     async def take_raw(self) -> list[AbstractIncomingMessage]:
         """Every body now on the raw queue as its lone message (batches unpacked), removed."""
-        from workers.batch import raw_messages
+        from workers.router.rawbodies import raw_messages
 
         return [lone for m in await self.take_all(self.topology.raw) for lone in raw_messages(m)]
 

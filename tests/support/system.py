@@ -14,8 +14,8 @@ from shared.health import HealthService
 from shared.settings import Settings
 from workers import CallbackEvent, GiveUp, consumer
 from workers.consumer import LoadedConsumer
-from workers.router import RouterService
-from workers.runtime import WorkerService
+from workers.router.service import RouterService
+from workers.runtime.worker import WorkerService
 
 __all__ = ["START_TIMEOUT", "Recorder", "RunningSystem"]
 

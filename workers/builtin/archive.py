@@ -23,7 +23,7 @@ from shared.callbacks import CallbackEvent
 from shared.errors import ConfigError, GiveUp
 from shared.logs import get_logger, mask_values
 from shared.settings import mask_url
-from workers.builtin.batching import Batcher, Outcomes
+from workers.builtin.groupwrite import Batcher, Outcomes
 from workers.consumer import Consumer, ConsumerSpec, LoadedConsumer
 
 __all__ = ["ArchiveConsumer", "Options", "Row", "build", "create_table_sql", "insert_sql"]

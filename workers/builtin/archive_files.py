@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.callbacks import CallbackEvent
 from shared.logs import get_logger
-from workers.builtin.batching import Batcher
+from workers.builtin.groupwrite import Batcher
 from workers.consumer import Consumer, ConsumerSpec, LoadedConsumer
 
 __all__ = ["ArchiveFilesConsumer", "HourlyFiles", "Options", "build"]

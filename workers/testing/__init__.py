@@ -18,7 +18,7 @@ Each :class:`~workers.handling.Outcome` says what the runtime would do with one 
 ``fanout.make_event(...)``, ``fanout.seed(name)``.
 """
 
-from workers.handling import Outcome
+from workers.runtime.handling import Outcome
 from workers.testing.events import make_event, parse_body
 from workers.testing.harness import ConsumerHarness, NotRouted
 from workers.testing.seeds import seed, seed_names

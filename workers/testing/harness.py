@@ -7,12 +7,12 @@ from pathlib import Path
 from types import TracebackType
 
 from shared.callbacks.events import CallbackEvent
+from shared.callbacks.routing import topic_matches
 from shared.settings import Settings
+from shared.wire.events import encode
 from workers.consumer import LoadedConsumer
-from workers.dedupe import MemoryDedupeStore
-from workers.eventformat import encode
-from workers.handling import ConsumerPolicy, Outcome, handle_delivery
-from workers.parking import topic_matches
+from workers.runtime.dedupe import MemoryDedupeStore
+from workers.runtime.handling import ConsumerPolicy, Outcome, handle_delivery
 from workers.testing.events import parse_body
 
 __all__ = ["ConsumerHarness", "NotRouted"]

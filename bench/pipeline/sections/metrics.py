@@ -186,9 +186,9 @@ def handler_delta_us(pairs: int = 10, requests: int = 2000) -> tuple[float, floa
     from aiohttp.test_utils import make_mocked_request
 
     from ingress.app import CallbackReceiver, IngressState
+    from ingress.groupcommit import Durable, RawMeta
     from ingress.guard import Guard
     from ingress.metrics import IngressMetrics
-    from ingress.publisher import Durable, RawMeta
     from shared.logs import configure_logging
     from shared.metrics import Metrics
     from shared.settings import Settings

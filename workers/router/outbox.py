@@ -1,7 +1,7 @@
 """The router's events on their way to the topic exchange: group commit per routing key.
 
 Events that wait for the broker at the same moment and share a routing key leave as one
-message (``workers.eventformat``) and one confirm: the bodies of a raw batch, and the
+message (``shared.wire.events``) and one confirm: the bodies of a raw batch, and the
 bodies of every raw delivery routed in the same turn of the event loop, whatever the
 delivery that carried them. An event that finds a free slot leaves at the next turn (alone,
 unless others arrived in the same turn); while ``max_in_flight`` messages are unconfirmed,
@@ -29,7 +29,7 @@ from aio_pika.abc import AbstractExchange
 from shared.callbacks.events import CallbackEvent
 from shared.confirms import RenewingChannel
 from shared.metrics import Histogram
-from workers.eventformat import Entry, encode, events_message
+from shared.wire.events import Entry, encode, events_message
 
 __all__ = ["EventFormat", "Outbox", "json_message"]
 

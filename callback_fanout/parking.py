@@ -20,12 +20,13 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
+from shared.callbacks.routing import topic_matches
 from shared.errors import ConfigError
 from shared.topology import Topology
-from workers.envelope import copy_with_headers
-from workers.eventformat import Entry, EventFormatError, entries_of, is_events
+from shared.wire.envelope import copy_with_headers
+from shared.wire.events import Entry, EventFormatError, entries_of, is_events
 
-__all__ = ["MessageFilter", "ParkedMessage", "Parking", "topic_matches"]
+__all__ = ["MessageFilter", "ParkedMessage", "Parking"]
 
 #: Headers the system added on the way to a parking queue; replay removes them.
 PARKING_HEADERS = frozenset(
@@ -43,21 +44,6 @@ PARKING_HEADERS = frozenset(
         "x-delivery-count",
     }
 )
-
-
-def topic_matches(pattern: str, key: str) -> bool:
-    """AMQP topic matching: ``*`` is exactly one word, ``#`` zero or more words."""
-    words = pattern.split(".")
-    parts = key.split(".") if key else []
-
-    def match(i: int, j: int) -> bool:
-        if i == len(words):
-            return j == len(parts)
-        if words[i] == "#":
-            return any(match(i + 1, k) for k in range(j, len(parts) + 1))
-        return j < len(parts) and words[i] in ("*", parts[j]) and match(i + 1, j + 1)
-
-    return match(0, 0)
 
 
 @dataclass(frozen=True)
@@ -94,7 +80,7 @@ class ParkedMessage:
     @cached_property
     def _events(self) -> list[dict[str, Any]]:
         """The events in the body as JSON objects: one of the JSON format, or each framed
-        entry's (``workers.eventformat``); none for a raw body or one that does not read."""
+        entry's (``shared.wire.events``); none for a raw body or one that does not read."""
         message = self.message
         if message.content_type != "application/json" and not is_events(message.content_type):
             return []

@@ -4,7 +4,7 @@ Group commit: bodies that wait for the broker at the same moment share one messa
 confirm. A body that finds the way free leaves at once, alone, as an ordinary message (byte
 for byte: the queue stays readable and nothing waits for company at low load); bodies that
 arrive while the publishes in flight use every slot travel together in the next one, as one
-batch message (``shared.batchformat``), bounded in bytes and in count. While a message is
+batch message (``shared.wire.raw``), bounded in bytes and in count. While a message is
 in flight, a few bodies do not take a free slot for themselves but wait for the next
 confirm and company: a message costs the ingress some 250 µs of CPU (its encoding, the
 write, the confirm through the client's layers), a body in it some 5 µs. Measured at
@@ -25,13 +25,13 @@ from typing import Literal, Protocol
 from aio_pika.abc import AbstractQueue, AbstractRobustConnection
 
 from shared.amqp import connect, within
-from shared.batchformat import RawMeta, batch_message
 from shared.confirms import RenewingChannel
 from shared.errors import BrokerUnavailable
 from shared.logs import get_logger
 from shared.metrics import Histogram
 from shared.settings import Settings
 from shared.topology import Topology
+from shared.wire.raw import RawMeta, batch_message
 
 __all__ = ["AmqpPublisher", "Durable", "Publisher", "RawMeta"]
 

@@ -2,13 +2,13 @@
 
 Each raw message is parsed, its events are published (confirmed) with their routing keys,
 and only then is the raw message acked. Events that share a routing key and wait for the
-broker at the same moment leave as one message (``workers.outbox``, ``workers.eventformat``).
+broker at the same moment leave as one message (``workers.router.outbox``, ``shared.wire.events``).
 A body that does not parse goes, byte for byte with its properties, to ``<prefix>.unparsed``
 with the reason in ``x-parse-error``.
 
-A batch message from the ingress (group commit, ``shared.batchformat``) is unpacked and each
+A batch message from the ingress (group commit, ``shared.wire.raw``) is unpacked and each
 of its bodies is routed or parked exactly as the lone message it would have been
-(``workers.batch``); the batch is acked once all of them are, or handed back as a whole.
+(``workers.router.rawbodies``); the batch is acked once all of them are, or handed back as a whole.
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ from shared.logs import get_logger
 from shared.metrics import Metrics, metrics_for
 from shared.settings import Settings
 from shared.topology import Topology
-from workers.batch import RawBody, raw_bodies
-from workers.envelope import parked_copy
+from shared.wire.envelope import parked_copy
 from workers.metrics import RouterMetrics
-from workers.outbox import Outbox
-from workers.requeue import pause_before_requeue as _pause_before_requeue
-from workers.waitall import wait_all
+from workers.router.outbox import Outbox
+from workers.router.rawbodies import RawBody, raw_bodies
+from workers.settling import pause_before_requeue as _pause_before_requeue
+from workers.settling import wait_all
 
 __all__ = ["RouterService"]
 

@@ -1,6 +1,6 @@
 """Running consumers: one queue, channel, prefetch and retry policy per consumer.
 
-For each event of a message (one, or several of one routing key: ``workers.eventformat``):
+For each event of a message (one, or several of one routing key: ``shared.wire.events``):
 rebuild the event, run the handler (with a timeout). On failure, republish the event alone
 to the consumer's delay queue for the next attempt (it expires back into the consumer
 queue) or, when attempts are used up or the consumer gave up, to its dead queue with the
@@ -31,15 +31,14 @@ from shared.logs import get_logger
 from shared.metrics import Metrics, metrics_for
 from shared.settings import Settings
 from shared.topology import ConsumerQueues, Topology
-from workers.acks import AckGroup
+from shared.wire.envelope import parked_copy
+from shared.wire.events import EVENT_COUNT_HEADER, Entry, EventFormatError, entries_of
 from workers.consumer import LoadedConsumer
-from workers.dedupe import DedupeStore, build_store
-from workers.envelope import parked_copy
-from workers.eventformat import EVENT_COUNT_HEADER, Entry, EventFormatError, entries_of
-from workers.handling import ConsumerPolicy, Outcome, describe, handle_delivery
 from workers.metrics import ConsumerMetrics, WorkerMetrics
-from workers.requeue import pause_before_requeue
-from workers.waitall import wait_all
+from workers.runtime.acks import AckGroup
+from workers.runtime.dedupe import DedupeStore, build_store
+from workers.runtime.handling import ConsumerPolicy, Outcome, describe, handle_delivery
+from workers.settling import pause_before_requeue, wait_all
 
 __all__ = ["ConsumerRunner", "WorkerService"]
 

@@ -4,7 +4,7 @@ A service in any language binds a queue of its own to ``<prefix>.events`` (a top
 with routing-key patterns and reads the events; this document describes the exchange, the
 routing keys, the message headers and properties, and the event's JSON Schema. The message
 it describes is the one this deployment's router publishes (the ``event_format`` setting):
-framed events (``workers.eventformat``) or one event's JSON.
+framed events (``shared.wire.events``) or one event's JSON.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from shared.callbacks.moderation import MODERATION_EVENTS
 from shared.callbacks.schema import event_json_schema
 from shared.settings import Settings
 from shared.topology import Topology
-from workers.eventformat import EVENT_COUNT_HEADER, EVENTS_CONTENT_TYPE
+from shared.wire.events import EVENT_COUNT_HEADER, EVENTS_CONTENT_TYPE
 
 __all__ = ["EVENT_HEADERS", "FRAMED_HEADERS", "asyncapi_document"]
 

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Protocol
 
-from ingress.publisher import AmqpPublisher, Durable, Publisher, RawMeta
+from ingress.groupcommit import AmqpPublisher, Durable, Publisher, RawMeta
 from ingress.spool import Record, Spool
 from shared.errors import BrokerUnavailable
 from shared.logs import get_logger

@@ -3,7 +3,7 @@
 :func:`handle_delivery` validates one event of a delivery, claims its key when the
 consumer deduplicates, runs the handler under its timeout and decides, from the consumer's
 policy and the attempts already made, what becomes of it: handled, dropped as a duplicate,
-retried after a delay, or parked. The worker (``workers.runtime``) carries the decision out
+retried after a delay, or parked. The worker (``workers.runtime.worker``) carries the decision out
 on the broker; the test kit (``workers.testing``) reports it. Both call this function, so a
 test sees what the runtime would do.
 """
@@ -21,10 +21,10 @@ import pydantic
 from shared.callbacks.events import CallbackEvent
 from shared.errors import GiveUp, Retry
 from shared.settings import Settings
+from shared.wire.events import Entry
 from workers.consumer import ConsumerSpec, LoadedConsumer
-from workers.dedupe import Claim, DedupeStore
-from workers.eventformat import Entry
-from workers.retry import RetryPolicy
+from workers.runtime.dedupe import Claim, DedupeStore
+from workers.runtime.retry import RetryPolicy
 
 __all__ = ["ConsumerPolicy", "Outcome", "OutcomeKind", "describe", "handle_delivery"]
 

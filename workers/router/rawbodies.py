@@ -1,6 +1,6 @@
 """The router's side of group commit: a raw delivery as the lone messages it carries.
 
-A lone raw message is itself. A batch message (``shared.batchformat``) carries several
+A lone raw message is itself. A batch message (``shared.wire.raw``) carries several
 bodies; each comes back as the message the ingress would have sent had the body travelled
 alone: the same body, byte for byte, and the same properties (``RawMeta.message``). The
 router parses, publishes and parks each of them exactly as a lone message, and acks the
@@ -23,9 +23,9 @@ from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from shared.batchformat import BATCH_COUNT_HEADER, BatchFormatError, RawMeta, is_batch, unpack
 from shared.callbacks.events import Envelope
-from workers.envelope import envelope_of
+from shared.wire.envelope import envelope_of
+from shared.wire.raw import BATCH_COUNT_HEADER, BatchFormatError, RawMeta, is_batch, unpack
 
 __all__ = ["RawBody", "raw_bodies", "raw_messages"]
 
