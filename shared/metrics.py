@@ -2,9 +2,10 @@
 
 A :class:`Metrics` object is one ``prometheus_client`` registry with the process collectors
 (``process_*``, ``python_*``) and ``callback_fanout_broker_connected{role}``; each role adds
-its own families to it (``ingress.metrics``, ``workers.metrics``) and the admin port serves
-it at ``GET /metrics`` (:func:`render`). ``run`` has one for the whole process; a role run
-alone, or a role started by a test, has its own.
+its own families to it (``ingress.metrics``, ``workers.router.metrics``,
+``workers.runtime.metrics``) and the admin port serves it at ``GET /metrics``
+(:func:`render`). ``run`` has one for the whole process; a role run alone, or a role started
+by a test, has its own.
 
 The instruments are plain Python numbers, updated from the event loop only, and read by
 ``prometheus_client`` when ``/metrics`` is scraped (also on the event loop): no lock per

@@ -49,6 +49,7 @@ MOVED: dict[str, tuple[str, str]] = {
         "workers.waitall": "workers.settling",
         "workers.requeue": "workers.settling",
         "workers.builtin.batching": "workers.builtin.groupwrite",
+        "workers.metrics": "workers.runtime.metrics",
         "workers.asyncapi": "callback_fanout.asyncapi",
         "workers.parking": "callback_fanout.parking",
         "ingress.publisher": "ingress.groupcommit",

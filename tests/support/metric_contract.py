@@ -32,7 +32,8 @@ def registered() -> dict[str, str]:
     type (a counter by its ``_total`` name)."""
     from ingress.metrics import IngressMetrics
     from shared.metrics import Metrics
-    from workers.metrics import RouterMetrics, WorkerMetrics
+    from workers.router.metrics import RouterMetrics
+    from workers.runtime.metrics import WorkerMetrics
 
     metrics = Metrics()
     IngressMetrics(metrics)

@@ -37,7 +37,7 @@ from shared.metrics import Metrics, metrics_for
 from shared.settings import Settings
 from shared.topology import Topology
 from shared.wire.envelope import parked_copy
-from workers.metrics import RouterMetrics
+from workers.router.metrics import RouterMetrics
 from workers.router.outbox import Outbox
 from workers.router.rawbodies import RawBody, raw_bodies
 from workers.settling import pause_before_requeue as _pause_before_requeue

@@ -34,10 +34,10 @@ from shared.topology import ConsumerQueues, Topology
 from shared.wire.envelope import parked_copy
 from shared.wire.events import EVENT_COUNT_HEADER, Entry, EventFormatError, entries_of
 from workers.consumer import LoadedConsumer
-from workers.metrics import ConsumerMetrics, WorkerMetrics
 from workers.runtime.acks import AckGroup
 from workers.runtime.dedupe import DedupeStore, build_store
 from workers.runtime.handling import ConsumerPolicy, Outcome, describe, handle_delivery
+from workers.runtime.metrics import ConsumerMetrics, WorkerMetrics
 from workers.settling import pause_before_requeue, wait_all
 
 __all__ = ["ConsumerRunner", "WorkerService"]
