@@ -1,3 +1,5 @@
 """callback-fanout: durable receiver for Tencent CI / COS job callbacks."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("callback-fanout")
