@@ -12,6 +12,7 @@ import pytest
 
 import workers
 from shared.callbacks import operations
+from shared.moved import MOVED
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = ("shared", "ingress", "workers", "callback_fanout")
@@ -107,3 +108,87 @@ def test_an_old_import_path_warns_and_gives_the_same_objects() -> None:
     spec = sys.modules["shared.callbacks.events"].__spec__
     assert spec is not None
     assert spec.name == "shared.callbacks.events"
+
+
+# The rooms of workers/ and shared/wire/ -----------------------------------------------------
+
+
+def test_the_router_and_the_consumer_runtime_never_import_each_other() -> None:
+    wrong = [(f, n) for f, n in _imports("workers/router") if _under(n, "workers.runtime")]
+    wrong += [(f, n) for f, n in _imports("workers/runtime") if _under(n, "workers.router")]
+    assert wrong == []
+
+
+def test_the_author_api_and_the_built_ins_use_neither_role_room() -> None:
+    """A consumer (built-in or the author's) sees the author API only; the roles import it,
+    never the other way round. The test kit runs the real handling, so it may import the
+    runtime."""
+    top = [
+        (f, n)
+        for f, n in _imports("workers")
+        if "/" not in f.removeprefix("workers/") and _under(n, "workers.router", "workers.runtime")
+    ]
+    builtin = [
+        (f, n)
+        for f, n in _imports("workers/builtin")
+        if _under(n, "workers.router", "workers.runtime", "workers.testing")
+    ]
+    assert top + builtin == []
+
+
+def test_the_wire_imports_only_shared_and_its_raw_format_not_even_the_model() -> None:
+    wrong = [(f, n) for f, n in _imports("shared/wire") if not _under(n, "shared")]
+    raw = [(f, n) for f, n in _imports("shared/wire") if f.endswith("raw.py")]
+    assert wrong == []
+    assert [n for _, n in raw if _under(n, "shared.callbacks")] == []
+
+
+def test_nothing_but_the_command_imports_the_command() -> None:
+    wrong = [
+        (f, n)
+        for package in ("shared", "ingress", "workers")
+        for f, n in _imports(package)
+        if _under(n, "callback_fanout")
+    ]
+    assert wrong == []
+
+
+def test_the_ingress_process_loads_neither_the_callback_model_nor_the_workers() -> None:
+    """What the ingress imports, transitively, in a fresh interpreter: the wire's raw format
+    but not the model, the event format or any worker."""
+    script = """
+import sys
+import ingress.app, ingress.server, ingress.spooling  # noqa: F401
+bad = sorted(m for m in sys.modules
+             if m.startswith(("shared.callbacks", "workers", "callback_fanout",
+                              "shared.wire.events", "shared.wire.envelope")))
+print(bad)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_every_moved_path_warns_and_gives_the_module_at_its_new_path(old: str) -> None:
+    new, removed_in = MOVED[old]
+    script = f"""
+import importlib, warnings
+warnings.simplefilter("error")
+target = importlib.import_module({new!r})
+try:
+    importlib.import_module({old!r})
+except DeprecationWarning as warning:
+    print(warning)
+warnings.simplefilter("ignore")
+print(importlib.import_module({old!r}) is target)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == [
+        f"{old} moved to {new} (consumers: `from workers import ...`); "
+        f"the old path goes in {removed_in}",
+        "True",
+    ]
