@@ -32,7 +32,7 @@ def anchors(markdown: str) -> set[str]:
 
 def test_every_relative_link_of_the_readme_points_to_a_file_or_heading_that_exists() -> None:
     links = relative_links(README.read_text())
-    assert "docs/settings.md" in links  # the parser finds the links it should
+    assert any(link.startswith("docs/") for link in links)  # it finds the links it should
     broken = []
     for link in links:
         path, _, anchor = link.partition("#")
