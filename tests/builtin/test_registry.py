@@ -1,4 +1,4 @@
-"""The registry of built-ins, and the README's option tables kept true to the models."""
+"""The registry of built-ins, and the docs' option tables kept true to the models."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pydantic_core import PydanticUndefined
 from workers.builtin.registry import BUILTINS
 from workers.consumer import ConsumerSpec
 
-README = Path(__file__).parents[2] / "README.md"
+PAGE = Path(__file__).parents[2] / "docs" / "builtins.md"
 
 
 def options_rows(model: type[pydantic.BaseModel]) -> list[str]:
-    """The README table rows of a built-in's options (regenerate them with this)."""
+    """The table rows of a built-in's options in the docs (regenerate them with this)."""
     rows = []
     for name, info in model.model_fields.items():
         if info.default is PydanticUndefined and info.default_factory is None:
@@ -48,7 +48,7 @@ def test_a_built_in_is_built_under_the_name_and_policy_the_configuration_gives()
 
 
 @pytest.mark.parametrize("name", ["forward", "archive", "archive-files"])
-def test_the_readme_has_every_option_of_each_built_in_as_the_model_says(name: str) -> None:
-    readme = README.read_text()
+def test_the_docs_have_every_option_of_each_built_in_as_the_model_says(name: str) -> None:
+    page = PAGE.read_text()
     for row in options_rows(BUILTINS[name].options):
-        assert row in readme, f"README: the {name} options table needs this row:\n{row}"
+        assert row in page, f"{PAGE.name}: the {name} options table needs this row:\n{row}"
