@@ -18,7 +18,15 @@ from shared.errors import BrokerUnavailable
 from shared.logs import get_logger
 from shared.settings import Settings
 
-__all__ = ["PUBLISHER", "SETTINGS", "STATE", "CallbackReceiver", "IngressState", "create_app"]
+__all__ = [
+    "PUBLISHER",
+    "SETTINGS",
+    "STATE",
+    "CallbackReceiver",
+    "IngressState",
+    "create_app",
+    "taking_callbacks",
+]
 
 log = get_logger("ingress")
 
@@ -169,13 +177,17 @@ async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+def taking_callbacks(app: web.Application) -> bool:
+    """A body posted now can be made durable (by the broker, or the spool), and the app is
+    not draining."""
+    return app[PUBLISHER].ready and not app[STATE].draining
+
+
 async def readyz(request: web.Request) -> web.Response:
-    """``GET /readyz``: the broker is connected and the topology declared."""
-    app = request.app
-    ready = app[PUBLISHER].ready and not app[STATE].draining
-    body = {"status": "ready" if ready else "not ready", "broker": app[PUBLISHER].ready}
-    body.update(app[GUARD].status())
-    return web.json_response(body, status=200 if ready else 503)
+    """``GET /readyz``: taking callbacks (200) or not (503), and nothing else: who may post,
+    and what was refused, is the admin port's to tell."""
+    ready = taking_callbacks(request.app)
+    return web.json_response({"ready": ready}, status=200 if ready else 503)
 
 
 def create_app(

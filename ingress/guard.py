@@ -106,7 +106,8 @@ class Guard:
         )
 
     def status(self) -> dict[str, Any]:
-        """What ``/readyz`` shows: the mode, the counts, the warnings; never a secret."""
+        """What the admin port's ``/readyz`` shows: the mode, the counts, the warnings; never a
+        secret."""
         return {
             "auth": "open" if self.tokens.open else "token",
             "tokens": len(self.tokens.names),

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from aiohttp import web
 
-from ingress.app import STATE, create_app
+from ingress.app import STATE, create_app, taking_callbacks
 from ingress.guard import GUARD
 from ingress.metrics import IngressMetrics
 from ingress.spooling import SpoolingPublisher, build_publisher
 from shared.logs import get_logger
-from shared.metrics import Metrics, metrics_for
+from shared.metrics import Metrics
+from shared.service import RoleService
 from shared.settings import Settings
 
 __all__ = ["IngressService"]
@@ -20,30 +18,21 @@ __all__ = ["IngressService"]
 log = get_logger("ingress")
 
 
-class IngressService:
-    """Serves ``POST /callbacks`` at once; answers 503 until the broker is connected.
-
-    Counts in ``metrics`` (the process's), else in a registry of its own (``self.metrics``,
-    served by the admin port), unless the ``metrics`` setting is off.
-    """
+class IngressService(RoleService):
+    """Serves ``POST /callbacks`` at once; answers 503 until the broker is connected."""
 
     name = "ingress"
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
-        self.settings = settings
-        self.metrics = metrics_for(settings, metrics)
+        super().__init__(settings, metrics)
         counted = IngressMetrics(self.metrics) if self.metrics is not None else None
         self.publisher = build_publisher(
             settings, batch_bodies=counted.batch_bodies if counted is not None else None
         )
         self.app = create_app(settings, self.publisher, counted)
-        if self.metrics is not None and counted is not None:
-            if isinstance(self.publisher, SpoolingPublisher):
-                counted.watch_spool(self.publisher.spool)
-            self.metrics.broker_connected(self.name, lambda: self.broker_connected)
+        if counted is not None and isinstance(self.publisher, SpoolingPublisher):
+            counted.watch_spool(self.publisher.spool)
         self._runner: web.AppRunner | None = None
-        self._connecting: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
 
     @property
     def port(self) -> int:
@@ -54,7 +43,7 @@ class IngressService:
     @property
     def ready(self) -> bool:
         """Taking callbacks: the broker (or the spool) can make a body durable."""
-        return self.publisher.ready and not self.app[STATE].draining
+        return taking_callbacks(self.app)
 
     @property
     def broker_connected(self) -> bool:
@@ -64,13 +53,14 @@ class IngressService:
             return publisher.inner.ready
         return publisher.ready
 
-    @property
-    def background(self) -> asyncio.Task[None] | None:
-        """The task that connects this service; its failure stops the process."""
-        return self._connecting
+    def readiness(self) -> dict[str, object]:
+        """Ready and connected, who may post and what was refused (never a secret)."""
+        return {**super().readiness(), **self.app[GUARD].status()}
 
-    async def start(self) -> None:
-        self._connecting = asyncio.create_task(self.publisher.start(self._stop))
+    async def _connect(self) -> None:
+        await self.publisher.start(self._stop)
+
+    async def _serve(self) -> None:
         settings = self.settings
         self._runner = web.AppRunner(
             self.app,
@@ -95,16 +85,13 @@ class IngressService:
         for warning in self.app[GUARD].warnings:
             log.warning(warning)
 
-    async def stop(self) -> None:
+    async def _stop_taking_work(self) -> None:
         if self._runner is None:
             return
         runner, self._runner = self._runner, None
         self.app[STATE].draining = True  # new requests get 503 from here on
-        self._stop.set()
         # Closing the site stops accepting, then waits for in-flight requests to finish.
         await runner.cleanup()
-        if self._connecting is not None and not self._connecting.done():
-            self._connecting.cancel()  # a start that failed was logged already: not re-raised
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connecting
+
+    async def _release(self) -> None:
         await self.publisher.close()

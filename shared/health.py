@@ -19,17 +19,19 @@ log = get_logger("health")
 
 
 class Readiness(Protocol):
-    name: str
+    """What the admin port uses of a role (every :class:`shared.service.RoleService`)."""
 
     @property
-    def ready(self) -> bool:
-        """True while connected to the broker and consuming (or taking callbacks)."""
+    def name(self) -> str: ...
+
+    def readiness(self) -> dict[str, object]:
+        """The role's facts: ``ready`` (connected and consuming, or taking callbacks) first."""
         ...
 
 
 class HealthService:
-    """A small HTTP server: ``/healthz`` (alive), ``/readyz`` (every role ready), and
-    ``/metrics`` (``metrics`` in Prometheus's text format; 404 without)."""
+    """A small HTTP server: ``/healthz`` (alive), ``/readyz`` (every role ready, with each
+    role's facts), and ``/metrics`` (``metrics`` in Prometheus's text format; 404 without)."""
 
     name = "health"
 
@@ -47,6 +49,11 @@ class HealthService:
         self._runner: web.AppRunner | None = None
 
     @property
+    def background(self) -> None:
+        """Nothing connects in the background: the port is open once ``start`` returns."""
+        return None
+
+    @property
     def bound_port(self) -> int:
         """The port listened on (useful when ``port`` is 0)."""
         assert self._runner is not None, "not started"
@@ -56,11 +63,12 @@ class HealthService:
         return web.json_response({"status": "ok"})
 
     async def _readyz(self, _request: web.Request) -> web.Response:
-        states = {role.name: role.ready for role in self.roles}
+        """``{"status": ..., "<role>": <ready>, ..., "roles": {"<role>": <its facts>}}``."""
+        facts = {role.name: role.readiness() for role in self.roles}
+        states = {name: fact["ready"] is True for name, fact in facts.items()}
         ready = all(states.values())
-        return web.json_response(
-            {"status": "ready" if ready else "not ready", **states}, status=200 if ready else 503
-        )
+        body = {"status": "ready" if ready else "not ready", **states, "roles": facts}
+        return web.json_response(body, status=200 if ready else 503)
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         assert self.metrics is not None

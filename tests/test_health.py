@@ -1,5 +1,6 @@
 """Readiness: the ingress answers /readyz 200 only while the broker is connected and it is not
-draining; a router or worker only while it is connected and consuming."""
+draining; a router or worker only while it is connected and consuming. The callback port's
+/readyz says ready or not and nothing more; the admin port's gives each role's facts."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.support.broker import BrokerClient
 from tests.support.http import status_of
 from tests.support.processes import RoleProcess, free_port
 from tests.support.proxy import CuttableProxy
+from tests.support.system import Recorder
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.broker
@@ -64,31 +66,37 @@ async def test_a_worker_whose_consumer_cannot_start_exits_1_instead_of_idling(
         await worker.close()
 
 
-async def _readiness(http: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, Any]]:
+async def _answer(http: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, Any]]:
     async with http.get(url) as response:
-        body = await response.json()
-        return response.status, {k: body[k] for k in ("status", "broker")}
+        return response.status, await response.json()
 
 
 async def test_the_ingress_readyz_is_503_while_the_broker_is_away_and_200_once_it_is_back(
     start_system: StartSystem, broker_proxy_settings: tuple[Settings, CuttableProxy]
 ) -> None:
     settings, proxy = broker_proxy_settings
-    system = await start_system(settings_=settings, router=False, worker=False)
+    system = await start_system(settings_=settings, router=False, worker=False, admin=True)
     assert system.ingress is not None
-    readyz = f"http://127.0.0.1:{system.ingress.port}/readyz"
-    ready = (200, {"status": "ready", "broker": True})
-    away = (503, {"status": "not ready", "broker": False})
-    assert await _readiness(system.http, readyz) == ready
+    public = f"http://127.0.0.1:{system.ingress.port}/readyz"
+    admin = system.admin_url("ingress", "/readyz")
+
+    async def says(ready: bool) -> bool:
+        status, answer = await _answer(system.http, public)
+        return (status, answer) == (200 if ready else 503, {"ready": ready})
+
+    async def admin_says_broker(connected: bool) -> bool:
+        _, answer = await _answer(system.http, admin)
+        return answer["roles"]["ingress"]["broker"] is connected
+
+    assert await says(ready=True)
+    assert await admin_says_broker(True)
     proxy.cut()
-
-    async def says(expected: tuple[int, dict[str, Any]]) -> bool:
-        return await _readiness(system.http, readyz) == expected
-
-    await eventually(lambda: says(away), timeout=10)
-    assert await _readiness(system.http, readyz) == away  # and stays so while it is away
+    await eventually(lambda: says(ready=False), timeout=10)
+    assert await says(ready=False)  # and stays so while it is away
+    assert await admin_says_broker(False)
     proxy.restore()
-    await eventually(lambda: says(ready), timeout=20, interval=0.2)
+    await eventually(lambda: says(ready=True), timeout=20, interval=0.2)
+    assert await admin_says_broker(True)
 
 
 async def test_the_ingress_readyz_is_503_once_it_begins_to_drain(
@@ -106,8 +114,52 @@ async def test_the_ingress_readyz_is_503_once_it_begins_to_drain(
     finally:
         writer.close()
     assert head.startswith(b"HTTP/1.1 503 ")
-    answer = json.loads(body)
-    assert (answer["status"], answer["broker"]) == ("not ready", True)  # connected, draining
+    assert json.loads(body) == {"ready": False}  # still connected, but draining
+
+
+async def test_the_public_readyz_says_ready_and_nothing_else_while_the_admin_port_tells_all(
+    start_system: StartSystem, settings: Settings
+) -> None:
+    guarded = Settings.load(**{**settings.model_dump(), "tokens": ["ci=s3cret-token-value"]})
+    system = await start_system(settings_=guarded, router=False, worker=False, admin=True)
+    assert system.ingress is not None
+    public = f"http://127.0.0.1:{system.ingress.port}"
+    async with system.http.post(f"{public}/callbacks/wrong-token", data=b"{}") as refused:
+        assert refused.status == 404
+
+    assert await _answer(system.http, f"{public}/readyz") == (200, {"ready": True})
+    status, admin = await _answer(system.http, system.admin_url("ingress", "/readyz"))
+    assert status == 200
+    assert admin == {
+        "status": "ready",
+        "ingress": True,
+        "roles": {
+            "ingress": {
+                "ready": True,
+                "broker": True,
+                "auth": "token",
+                "tokens": 1,
+                "allowlist": False,
+                "rate_limit": False,
+                "refused": {"token": 1},
+                "warnings": [],
+            }
+        },
+    }
+    assert "s3cret-token-value" not in json.dumps(admin)
+
+
+async def test_the_admin_readyz_of_a_worker_names_its_consumers(
+    start_system: StartSystem,
+) -> None:
+    system = await start_system([Recorder("log", ["#"])], ingress=False, admin=True)
+    status, answer = await _answer(system.http, system.admin_url("worker", "/readyz"))
+    assert status == 200
+    assert answer == {
+        "status": "ready",
+        "worker": True,
+        "roles": {"worker": {"ready": True, "broker": True, "consumers": {"log": True}}},
+    }
 
 
 @pytest.mark.parametrize("role", ["ingress", "router", "worker"])

@@ -65,9 +65,10 @@ async def consumers_on(broker: BrokerClient, queue: str, n: int) -> bool:
 
 @pytest.fixture
 async def healthy(start_system: StartSystem, broker: BrokerClient) -> RunningSystem:
-    """Ingress, router and a worker running `log`; one callback went all the way through."""
+    """Ingress, router and a worker running `log`, each with its admin port; one callback went
+    all the way through."""
     log = Recorder("log", ["#"])
-    system = await start_system([log])
+    system = await start_system([log], admin=True)
     assert (await system.post(OCR)).status == 200
     await eventually(lambda: len(log.events) == 1)
     return system
@@ -168,13 +169,12 @@ async def test_a_backlog_shows_as_ready_and_its_change_per_second(
 async def test_each_role_readyz_is_included_and_one_not_ready_makes_exit_1(
     healthy: RunningSystem,
 ) -> None:
-    assert healthy.ingress is not None
-    ingress = f"http://127.0.0.1:{healthy.ingress.port}"
+    ingress = healthy.admin_url("ingress", "")
     code, document = await status(healthy.settings, "--url", ingress)
     assert code == 0
     [role] = document["roles"]
     assert (role["url"], role["ready"], role["status"]) == (f"{ingress}/readyz", True, 200)
-    assert role["detail"]["broker"] is True  # the role's own /readyz document
+    assert role["detail"]["roles"]["ingress"]["broker"] is True  # the admin port's document
 
     code, document = await status(healthy.settings, "--url", ingress, "--url", "http://127.0.0.1:9")
     assert code == 1

@@ -81,6 +81,17 @@ class Ingress:
     async def post(self, path: str, body: Any = OCR_JSON, **kwargs: Any) -> Reply:
         return await self.request("POST", path, body, **kwargs)
 
+    def admin_url(self, path: str) -> str:
+        """``path`` on the ingress's admin port."""
+        return self.system.admin_url("ingress", path)
+
+    async def readiness(self) -> dict[str, Any]:
+        """The ingress's facts on its admin port's /readyz (the callback port's says only
+        whether it is ready)."""
+        async with self.session().get(self.admin_url("/readyz")) as response:
+            facts: dict[str, Any] = (await response.json())["roles"]["ingress"]
+            return facts
+
     async def get_json(self, path: str) -> dict[str, Any]:
         async with self.session().get(self.url(path)) as response:
             data: dict[str, Any] = await response.json()
@@ -111,7 +122,9 @@ async def start_ingress(
         recorders: Sequence[Recorder] = (), *, full: bool = False, **overrides: object
     ) -> Ingress:
         chosen = with_overrides(settings, **overrides)
-        system = await start_system(recorders, settings_=chosen, router=full, worker=full)
+        system = await start_system(
+            recorders, settings_=chosen, router=full, worker=full, admin=True
+        )
         assert system.ingress is not None
         assert system.ingress.publisher.ready
         ingress = Ingress(system)

@@ -39,7 +39,7 @@ async def test_without_a_proxy_only_clients_on_allowed_networks_get_in(
     assert refused.status == 403
     assert accepted.status == 200
     assert await _sources(broker) == [SENDER]
-    assert (await ingress.get_json("/readyz"))["refused"] == {"network": 1}
+    assert (await ingress.readiness())["refused"] == {"network": 1}
 
 
 async def test_a_forwarded_for_header_from_an_untrusted_peer_is_ignored(

@@ -106,7 +106,7 @@ async def test_a_declared_length_past_the_limit_is_refused_before_any_body_is_re
     assert status_line.startswith(b"HTTP/1.1 413")
     writer.close()
     assert await broker.count(broker.topology.raw) == 0
-    assert (await ingress.get_json("/readyz"))["refused"] == {"too_large": 1}
+    assert (await ingress.readiness())["refused"] == {"too_large": 1}
 
 
 async def _peak_while(coroutine: Awaitable[T]) -> tuple[T, int]:
@@ -143,7 +143,7 @@ async def test_a_chunked_upload_past_the_limit_is_refused_within_bounded_memory(
     assert status in (413, None)
     assert peak < baseline + 4 * BIG_LIMIT
     assert await broker.count(broker.topology.raw) == 0
-    assert (await ingress.get_json("/readyz"))["refused"] == {"too_large": 1}
+    assert (await ingress.readiness())["refused"] == {"too_large": 1}
 
 
 def _compress(coding: str, data: bytes) -> bytes:
@@ -210,7 +210,7 @@ async def test_broken_or_unknown_content_codings_are_refused_and_publish_nothing
     )
     assert reply.status == status
     assert await broker.count(broker.topology.raw) == 0
-    assert (await ingress.get_json("/readyz"))["refused"] == {"bad_encoding": 1}
+    assert (await ingress.readiness())["refused"] == {"bad_encoding": 1}
 
 
 async def test_a_client_that_trickles_its_request_head_is_cut_off(
@@ -250,7 +250,7 @@ async def test_a_client_that_trickles_its_body_gets_408_and_nothing_is_published
     _, received = await _send_while_reading(reader, writer, b"y" * 10, int(DEADLINE / 0.1), 0.1)
     assert received.startswith(b"HTTP/1.1 408")
     assert await broker.count(broker.topology.raw) == 0
-    assert (await ingress.get_json("/readyz"))["refused"] == {"slow_body": 1}
+    assert (await ingress.readiness())["refused"] == {"slow_body": 1}
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ async def test_past_its_burst_a_client_gets_429_with_retry_after_and_nothing_is_
     ]
     # another client has its own bucket
     assert (await ingress.post(path, b"other", source="127.0.0.2")).status == 200
-    assert (await ingress.get_json("/readyz"))["refused"] == {"rate": 1}
+    assert (await ingress.readiness())["refused"] == {"rate": 1}
 
 
 async def test_guessing_tokens_uses_up_the_limit_too(

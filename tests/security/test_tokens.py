@@ -78,7 +78,7 @@ async def test_wrong_and_missing_tokens_get_the_404_of_an_unknown_path_and_publi
         assert "X-Request-Id" not in reply.headers
 
     assert await broker.count(broker.topology.raw) == 0
-    ready = await ingress.get_json("/readyz")
+    ready = await ingress.readiness()
     assert ready["refused"] == {"token": len(refused)}
     assert ready["auth"] == "token"
 
@@ -164,8 +164,8 @@ async def test_an_open_endpoint_says_so_at_start_up_and_on_readyz(
     assert {"event": OPEN_ENDPOINT_WARNING, "log_level": "warning"}.items() <= next(
         e for e in logs if e["event"] == OPEN_ENDPOINT_WARNING
     ).items()
-    ready = await ingress.get_json("/readyz")
-    assert ready["status"] == "ready"
+    ready = await ingress.readiness()
+    assert ready["ready"] is True
     assert ready["auth"] == "open"
     assert ready["warnings"] == [OPEN_ENDPOINT_WARNING]
     # open as before: the plain path takes callbacks, without a token name
@@ -180,7 +180,7 @@ async def test_an_ingress_with_a_token_gives_no_open_endpoint_warning(
     with structlog.testing.capture_logs() as logs:
         ingress = await start_ingress(tokens=[f"ci={new_secret()}"])
     assert [e for e in logs if e["log_level"] == "warning"] == []
-    ready = await ingress.get_json("/readyz")
+    ready = await ingress.readiness()
     assert (ready["auth"], ready["tokens"], ready["warnings"]) == ("token", 1, [])
 
 

@@ -27,13 +27,14 @@ from aio_pika.abc import (
     HeadersType,
 )
 
-from shared.amqp import connect, within
+from shared.amqp import within
 from shared.callbacks.events import CallbackEvent
 from shared.callbacks.parser import parse_callback
 from shared.confirms import RenewingChannel
 from shared.errors import ParseError
 from shared.logs import get_logger
-from shared.metrics import Metrics, metrics_for
+from shared.metrics import Metrics
+from shared.service import ConsumingRole
 from shared.settings import Settings
 from shared.topology import Topology
 from shared.wire.envelope import parked_copy
@@ -48,51 +49,29 @@ __all__ = ["RouterService"]
 log = get_logger("router")
 
 
-class RouterService:
-    """Consumes ``<prefix>.raw``; competing consumers scale it across processes.
-
-    Counts in ``metrics`` (the process's), else in a registry of its own (``self.metrics``),
-    unless the ``metrics`` setting is off.
-    """
+class RouterService(ConsumingRole):
+    """Consumes ``<prefix>.raw``; competing consumers scale it across processes."""
 
     name = "router"
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
-        self.settings = settings
+        super().__init__(settings, metrics)
         self.topology = Topology(settings.prefix, settings.quorum_initial_group_size)
-        self.metrics = metrics_for(settings, metrics)
         self._counted = RouterMetrics(self.metrics) if self.metrics is not None else None
-        if self.metrics is not None:
-            self.metrics.broker_connected(self.name, lambda: self.broker_connected)
-        self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None  # consumes the raw queue
         self._publishing: RenewingChannel[AbstractExchange] | None = None  # events, parking
         self._outbox: Outbox | None = None
         self._raw: AbstractQueue | None = None
         self._tag: str | None = None
-        self._stopping = False
         self._inflight: set[asyncio.Task[None]] = set()
-        self._starting: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
 
-    @property
-    def background(self) -> asyncio.Task[None] | None:
-        """The task that connects this service; its failure stops the process."""
-        return self._starting
-
-    async def start(self) -> None:
-        self._starting = asyncio.create_task(self._connect())
-
-    async def _connect(self) -> None:
-        self._connection = await connect(self.settings, role="router", stop=self._stop)
-        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+    async def _consume(self, connection: AbstractRobustConnection) -> None:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await channel.set_qos(prefetch_count=self.settings.router_prefetch)
         self._raw, _ = await self.topology.declare_router(channel)
         # Events and parked bodies go out on a channel of their own, renewed after a nack
         # (shared.confirms); a raw body is acked on its own channel once they are confirmed.
-        self._publishing = RenewingChannel(
-            self._connection, self.topology.declare_events, what="router"
-        )
+        self._publishing = RenewingChannel(connection, self.topology.declare_events, what="router")
         await self._publishing.open()
         self._outbox = Outbox(
             self._publishing,
@@ -109,16 +88,6 @@ class RouterService:
         """Connected, and consuming the raw queue."""
         channel = self._channel
         return self._tag is not None and channel is not None and not channel.is_closed
-
-    @property
-    def broker_connected(self) -> bool:
-        connection = self._connection
-        return connection is not None and connection.connected.is_set()
-
-    async def wait_started(self) -> None:
-        """Wait until the router is consuming (tests and readiness)."""
-        assert self._starting is not None, "not started"
-        await asyncio.shield(self._starting)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         if self._stopping:
@@ -227,20 +196,10 @@ class RouterService:
             "unparsed body parked", request_id=message.message_id, reason=reason, location=location
         )
 
-    async def stop(self) -> None:
-        if self._stopping:
-            return
-        self._stopping = True
-        self._stop.set()
-        if self._starting is not None and not self._starting.done():
-            self._starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._starting
+    async def _settle(self) -> None:
         if self._raw is not None and self._tag is not None:
             await within(5.0, self._raw.cancel(self._tag), "cancel consumer")
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=self.settings.shutdown_grace)
         if self._outbox is not None:
             await self._outbox.close()
-        if self._connection is not None:
-            await within(5.0, self._connection.close(), "close connection")

@@ -25,10 +25,11 @@ from aio_pika.abc import (
     HeadersType,
 )
 
-from shared.amqp import connect, within
+from shared.amqp import within
 from shared.callbacks.events import CallbackEvent
 from shared.logs import get_logger
-from shared.metrics import Metrics, metrics_for
+from shared.metrics import Metrics
+from shared.service import ConsumingRole
 from shared.settings import Settings
 from shared.topology import ConsumerQueues, Topology
 from shared.wire.envelope import parked_copy
@@ -256,12 +257,8 @@ class ConsumerRunner:
             await within(5.0, self._channel.close(), "close channel")
 
 
-class WorkerService:
-    """Runs every loaded consumer in this process, each isolated on its own channel.
-
-    Counts in ``metrics`` (the process's), else in a registry of its own (``self.metrics``),
-    unless the ``metrics`` setting is off.
-    """
+class WorkerService(ConsumingRole):
+    """Runs every loaded consumer in this process, each isolated on its own channel."""
 
     name = "worker"
 
@@ -271,10 +268,9 @@ class WorkerService:
         consumers: Sequence[LoadedConsumer],
         metrics: Metrics | None = None,
     ) -> None:
-        self.settings = settings
+        super().__init__(settings, metrics)
         self.topology = Topology(settings.prefix, settings.quorum_initial_group_size)
         self.store = build_store(settings) if any(c.spec.dedupe for c in consumers) else None
-        self.metrics = metrics_for(settings, metrics)
         counted = WorkerMetrics(self.metrics) if self.metrics is not None else None
         self.runners = [
             ConsumerRunner(
@@ -286,54 +282,26 @@ class WorkerService:
             )
             for c in consumers
         ]
-        if self.metrics is not None:
-            self.metrics.broker_connected(self.name, lambda: self.broker_connected)
-        self._connection: AbstractRobustConnection | None = None
-        self._starting: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
-        self._stopped = False
-
-    @property
-    def background(self) -> asyncio.Task[None] | None:
-        """The task that connects this service; its failure stops the process."""
-        return self._starting
 
     async def start(self) -> None:
         if not self.runners:
             log.warning("worker has no consumers: pass --consumer or install a consumer package")
-        self._starting = asyncio.create_task(self._connect())
+        await super().start()
 
-    async def _connect(self) -> None:
-        self._connection = await connect(self.settings, role="worker", stop=self._stop)
+    async def _consume(self, connection: AbstractRobustConnection) -> None:
         for runner in self.runners:
-            await runner.start(self._connection)
+            await runner.start(connection)
 
     @property
     def ready(self) -> bool:
         """Every consumer connected and consuming."""
         return bool(self._starting and self._starting.done()) and all(r.ready for r in self.runners)
 
-    @property
-    def broker_connected(self) -> bool:
-        connection = self._connection
-        return connection is not None and connection.connected.is_set()
+    def readiness(self) -> dict[str, object]:
+        """Ready and connected, and which consumers are consuming."""
+        return {**super().readiness(), "consumers": {r.name: r.ready for r in self.runners}}
 
-    async def wait_started(self) -> None:
-        """Wait until every consumer is consuming (tests and readiness)."""
-        assert self._starting is not None, "not started"
-        await asyncio.shield(self._starting)
-
-    async def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        self._stop.set()
-        if self._starting is not None and not self._starting.done():
-            self._starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._starting
+    async def _settle(self) -> None:
         await asyncio.gather(*(r.stop(self.settings.shutdown_grace) for r in self.runners))
-        if self._connection is not None:
-            await within(5.0, self._connection.close(), "close connection")
         if self.store is not None:
             await self.store.close()
