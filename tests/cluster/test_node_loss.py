@@ -77,7 +77,7 @@ class Run:
     everything: Recorder
     load: Load
     #: Longest the ingress may refuse (s): a few seconds for one node; the majority test
-    #: raises it to the outage it makes. Measured here: 0.3 to 1.2 s (README).
+    #: raises it to the outage it makes. Measured here: 0.3 to 1.2 s (docs/scaling.md).
     max_refusal: float = 10.0
 
     def node_of(self, role: str) -> Node:
