@@ -240,7 +240,7 @@ def test_make_event_takes_the_vendors_fields() -> None:
 
 
 def test_the_bundled_seeds_are_the_fixtures_byte_for_byte() -> None:
-    fixtures = sorted(p.name for p in SEEDS.iterdir())
+    fixtures = sorted(p.name for p in SEEDS.iterdir() if p.suffix in (".xml", ".json"))
     assert seed_names() == fixtures
     for name in fixtures:
         assert seed(name) == (SEEDS / name).read_bytes(), name
