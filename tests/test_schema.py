@@ -19,9 +19,14 @@ from callback_fanout.cli import main
 from shared.callbacks.events import OPERATION_MODELS, CallbackEvent
 from shared.callbacks.moderation import MODERATION_EVENTS
 from shared.errors import ParseError
-from shared.wire.events import EVENTS_CONTENT_TYPE, encode, entries_of, event_message
+from shared.wire.events import (
+    EVENTS_CONTENT_TYPE,
+    encode,
+    entries_of,
+    event_message,
+    json_message,
+)
 from tests.conftest import SEEDS
-from workers.router.outbox import json_message
 from workers.testing import make_event, parse_body, seed, seed_names
 
 CALLBACKS = Path(__file__).parent / "fixtures" / "callbacks"

@@ -1,50 +1,50 @@
-"""Between AMQP messages and the event model: envelopes in, copies of messages out."""
+"""Between AMQP messages and the event model: envelopes in, copies of messages out.
+
+The envelope of a body is built from the request's facts (``shared.wire.facts``) here only,
+whether they came as a lone message's properties or in a batch entry.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, HeadersType
+from aio_pika.abc import AbstractIncomingMessage, AbstractMessage, HeadersType
 
 from shared.callbacks.events import Envelope
+from shared.wire.facts import RequestFacts, http_headers
+from shared.wire.headers import HTTP_HEADERS
 
 __all__ = [
     "copy_with_headers",
+    "envelope",
     "envelope_of",
     "http_headers_of",
     "parked_copy",
 ]
 
 
-def http_headers_of(message: AbstractIncomingMessage) -> dict[str, str]:
-    """The request headers the ingress kept with the body."""
-    kept = (message.headers or {}).get("x-http-headers") or {}
-    if not isinstance(kept, dict):
-        return {}
-    return {str(k): _text(v) for k, v in kept.items()}
-
-
-def envelope_of(message: AbstractIncomingMessage) -> Envelope:
-    """The envelope of a raw message, from the properties the ingress set."""
-    headers = message.headers or {}
-    received = headers.get("x-received-at-us")  # microseconds since the epoch
-    received_at = (
-        datetime.fromtimestamp(received / 1_000_000, UTC)
-        if isinstance(received, int) and not isinstance(received, bool)
-        else datetime.now(UTC)
-    )
-    source = headers.get("x-source-address")
-    token = headers.get("x-token-name")
+def envelope(facts: RequestFacts, body: bytes) -> Envelope:
+    """The envelope of ``body`` received with ``facts``."""
     return Envelope(
-        request_id=message.message_id or "",
-        received_at=received_at,
-        source_address=_text(source) if source is not None else None,
-        content_type=message.content_type,
-        headers=http_headers_of(message),
-        token_name=_text(token) if token is not None else None,
-        raw_body=message.body,
+        request_id=facts.request_id,
+        received_at=datetime.fromtimestamp(facts.received_at_us / 1_000_000, UTC),
+        source_address=facts.source_address or None,
+        content_type=facts.content_type,
+        headers=dict(facts.headers),
+        token_name=facts.token_name or None,
+        raw_body=body,
     )
+
+
+def envelope_of(message: AbstractMessage) -> Envelope:
+    """The envelope of a lone raw message, from the properties the ingress set."""
+    return envelope(RequestFacts.of_message(message), message.body)
+
+
+def http_headers_of(message: AbstractMessage) -> dict[str, str]:
+    """The request headers the ingress kept with the body."""
+    return http_headers((message.headers or {}).get(HTTP_HEADERS))
 
 
 def copy_with_headers(message: AbstractIncomingMessage, headers: HeadersType) -> aio_pika.Message:
@@ -66,7 +66,3 @@ def copy_with_headers(message: AbstractIncomingMessage, headers: HeadersType) ->
 def parked_copy(message: AbstractIncomingMessage, extra_headers: HeadersType) -> aio_pika.Message:
     """The message as it came, properties kept, with extra headers (the reason)."""
     return copy_with_headers(message, {**(message.headers or {}), **extra_headers})
-
-
-def _text(value: object) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -20,7 +20,8 @@ body           the entries back to back, each one:
 
 The jobs of one callback share its body, so it travels once per message. A message of the
 older format, one event as its JSON with the raw body inside in base64 (``application/json``,
-what ``event_format = "json"`` publishes), reads the same: :func:`entries_of` takes both.
+what ``event_format = "json"`` publishes: :func:`json_entry`, :func:`json_message`), reads
+the same: :func:`entries_of` takes both.
 
 A consumer handles one event at a time whatever the message holds; an event that must be
 retried or parked leaves its message alone, as a message of one entry (:meth:`Entry.message`),
@@ -29,7 +30,6 @@ so a retry or a replay never runs its neighbours again.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,10 +39,13 @@ from aio_pika.abc import AbstractIncomingMessage, HeadersType
 
 from shared.callbacks.events import RAW_BODY_CONTEXT, CallbackEvent
 from shared.errors import ParseError
+from shared.wire.framing import Frames, frame, prefix
+from shared.wire.headers import EVENT_COUNT, IDEMPOTENCY_KEY, REQUEST_ID, ROUTING_KEY
 
 __all__ = [
     "EVENTS_CONTENT_TYPE",
     "EVENT_COUNT_HEADER",
+    "JSON_CONTENT_TYPE",
     "Entry",
     "EventFormatError",
     "encode",
@@ -50,17 +53,20 @@ __all__ = [
     "event_message",
     "events_message",
     "is_events",
+    "json_entry",
+    "json_message",
 ]
 
 EVENTS_CONTENT_TYPE = "application/vnd.callback-fanout.events+v1"
-EVENT_COUNT_HEADER = "x-event-count"
+EVENT_COUNT_HEADER = EVENT_COUNT
+#: The content type of an event in the older format (its JSON, the raw body inside).
+JSON_CONTENT_TYPE = "application/json"
 
-_LENGTH = struct.Struct(">I")
 _SAME_BODY = 0xFFFFFFFF
-_SAME_BODY_BYTES = _LENGTH.pack(_SAME_BODY)
+_SAME_BODY_BYTES = prefix(_SAME_BODY)
 _WITHOUT_RAW_BODY: Any = {"envelope": {"raw_body"}}
 #: Headers that describe a whole message, not one of its events.
-_MESSAGE_HEADERS = (EVENT_COUNT_HEADER, "x-idempotency-key", "x-request-id")
+_MESSAGE_HEADERS = (EVENT_COUNT, IDEMPOTENCY_KEY, REQUEST_ID)
 
 
 class EventFormatError(ParseError):
@@ -94,14 +100,14 @@ class Entry:
         when it validated), the headers of a message of one event."""
         kept = {k: v for k, v in (source.headers or {}).items() if k not in _MESSAGE_HEADERS}
         if event is not None:
-            kept["x-idempotency-key"] = event.idempotency_key
-            kept["x-request-id"] = event.envelope.request_id if event.envelope else ""
+            kept[IDEMPOTENCY_KEY] = event.idempotency_key
+            kept[REQUEST_ID] = event.envelope.request_id if event.envelope else ""
         if self.raw is None:
             body, content_type = self.doc, source.content_type
         else:
-            body = _frame(self.doc, self.raw)
+            body = frame(self.doc, self.raw)
             content_type = EVENTS_CONTENT_TYPE
-            kept[EVENT_COUNT_HEADER] = 1
+            kept[EVENT_COUNT] = 1
         return aio_pika.Message(
             body,
             headers={**kept, **headers},
@@ -131,24 +137,23 @@ def events_message(
     """
     parts: list[bytes] = []
     append = parts.append
-    length = _LENGTH.pack
     previous: bytes | None = None
     for entry in entries:
         raw = entry.raw
         assert raw is not None, "framed entries carry their raw body"
-        append(length(len(entry.doc)))
+        append(prefix(len(entry.doc)))
         append(entry.doc)
         if previous is not None and (raw is previous or raw == previous):
             append(_SAME_BODY_BYTES)
         else:
-            append(length(len(raw)))
+            append(prefix(len(raw)))
             append(raw)
             previous = raw
     request_id = first.envelope.request_id if first.envelope is not None else ""
-    headers: HeadersType = {"x-routing-key": routing_key, EVENT_COUNT_HEADER: len(entries)}
+    headers: HeadersType = {ROUTING_KEY: routing_key, EVENT_COUNT: len(entries)}
     if len(entries) == 1:
-        headers["x-idempotency-key"] = first.idempotency_key
-        headers["x-request-id"] = request_id
+        headers[IDEMPOTENCY_KEY] = first.idempotency_key
+        headers[REQUEST_ID] = request_id
     return aio_pika.Message(
         b"".join(parts),
         content_type=EVENTS_CONTENT_TYPE,
@@ -161,6 +166,27 @@ def events_message(
 def event_message(event: CallbackEvent) -> aio_pika.Message:
     """The message of ``event`` alone, as the router publishes it."""
     return events_message(event.routing_key, [encode(event)], event)
+
+
+def json_entry(event: CallbackEvent) -> Entry:
+    """The entry of ``event`` in the older format: its JSON, the raw body inside."""
+    return Entry(event.model_dump_json().encode(), None)
+
+
+def json_message(event: CallbackEvent, doc: bytes) -> aio_pika.Message:
+    """The message of one event in the older format: ``doc``, its JSON (:func:`json_entry`)."""
+    request_id = event.envelope.request_id if event.envelope else ""
+    return aio_pika.Message(
+        doc,
+        content_type=JSON_CONTENT_TYPE,
+        message_id=f"{request_id}.{event.job_index}",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers={
+            IDEMPOTENCY_KEY: event.idempotency_key,
+            REQUEST_ID: request_id,
+            ROUTING_KEY: event.routing_key,
+        },
+    )
 
 
 def is_events(content_type: str | None) -> bool:
@@ -176,45 +202,24 @@ def entries_of(content_type: str | None, body: bytes, declared: object = None) -
     """
     if not is_events(content_type):
         return [Entry(body, None)]
-    view = memoryview(body)
+    frames = Frames(body, EventFormatError, "message")
     entries: list[Entry] = []
-    offset = 0
-    end = len(body)
     previous: bytes | None = None
-    while offset < end:
+    while frames.more():
         index = len(entries)
-        size, offset = _length(view, offset, end, "event", index)
-        if offset + size > end:
-            raise EventFormatError(f"entry {index}: its event runs past the end of the message")
-        doc = view[offset : offset + size].tobytes()
-        offset += size
-        size, offset = _length(view, offset, end, "raw body", index)
+        doc = frames.chunk("event", index)
+        size = frames.length("raw body", index)
         if size == _SAME_BODY:
             if previous is None:
                 raise EventFormatError(f"entry {index}: refers to a previous body, has none")
             raw = previous
         else:
-            if offset + size > end:
-                raise EventFormatError(f"entry {index}: its raw body runs past the end")
-            raw = view[offset : offset + size].tobytes()
-            offset += size
-            previous = raw
+            raw = previous = frames.take(size, "raw body", index)
         entries.append(Entry(doc, raw))
     if not entries:
         raise EventFormatError("the message holds no event")
     if isinstance(declared, int) and not isinstance(declared, bool) and declared != len(entries):
         raise EventFormatError(
-            f"message holds {len(entries)} events but its {EVENT_COUNT_HEADER} says {declared}"
+            f"message holds {len(entries)} events but its {EVENT_COUNT} says {declared}"
         )
     return entries
-
-
-def _frame(doc: bytes, raw: bytes) -> bytes:
-    return b"".join((_LENGTH.pack(len(doc)), doc, _LENGTH.pack(len(raw)), raw))
-
-
-def _length(view: memoryview, offset: int, end: int, what: str, index: int) -> tuple[int, int]:
-    if offset + _LENGTH.size > end:
-        raise EventFormatError(f"entry {index}: truncated before the length of its {what}")
-    (size,) = _LENGTH.unpack_from(view, offset)
-    return size, offset + _LENGTH.size

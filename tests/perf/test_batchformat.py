@@ -41,7 +41,7 @@ def test_any_entries_come_back_byte_for_byte_with_their_meta_and_in_order(
 
 
 def test_the_seed_bodies_and_real_request_facts_round_trip_exactly() -> None:
-    seeds = sorted(SEEDS.glob("*.*"))
+    seeds = sorted(p for p in SEEDS.glob("*.*") if p.suffix in (".json", ".xml"))
     entries = [
         (
             RawMeta(

@@ -9,7 +9,12 @@ from dataclasses import dataclass, field
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractMessage,
+    AbstractRobustConnection,
+)
 
 from shared.topology import Topology
 from tests.support.broker_control import RabbitmqContainer
@@ -91,7 +96,7 @@ class BrokerClient:
             await channel.close()
         return message
 
-    async def take_raw(self) -> list[AbstractIncomingMessage]:
+    async def take_raw(self) -> list[AbstractMessage]:
         """Every body now on the raw queue as its lone message (batches unpacked), removed."""
         from workers.router.rawbodies import raw_messages
 

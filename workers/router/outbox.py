@@ -12,7 +12,8 @@ router then hands the raw delivery back, and those of its events already publish
 published again on redelivery (at least once; the idempotency key names them).
 
 With ``event_format = "json"`` each event leaves alone as its JSON, the raw body inside
-(the format before 0.2.0), for consumers that read the queues without this runtime.
+(the format before 0.2.0, ``shared.wire.events.json_message``), for consumers that read the
+queues without this runtime.
 """
 
 from __future__ import annotations
@@ -23,15 +24,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-import aio_pika
 from aio_pika.abc import AbstractExchange
 
 from shared.callbacks.events import CallbackEvent
 from shared.confirms import RenewingChannel
 from shared.metrics import Histogram
-from shared.wire.events import Entry, encode, events_message
+from shared.wire.events import Entry, encode, events_message, json_entry, json_message
 
-__all__ = ["EventFormat", "Outbox", "json_message"]
+__all__ = ["EventFormat", "Outbox"]
 
 EventFormat = Literal["framed", "json"]
 
@@ -92,10 +92,7 @@ class Outbox:
 
     def _join(self, event: CallbackEvent, loop: asyncio.AbstractEventLoop) -> _Group:
         key = event.routing_key
-        if self._format == "json":
-            entry = Entry(event.model_dump_json().encode(), None)
-        else:
-            entry = encode(event)
+        entry = json_entry(event) if self._format == "json" else encode(event)
         size = len(entry.doc) + (0 if entry.raw is None else len(entry.raw))
         group = self._open.get(key)
         if group is not None and (
@@ -159,19 +156,3 @@ class Outbox:
         if self._in_flight:
             with contextlib.suppress(Exception):
                 await asyncio.wait(set(self._in_flight), timeout=5.0)
-
-
-def json_message(event: CallbackEvent, doc: bytes) -> aio_pika.Message:
-    """The message of one event in the format before 0.2.0: its JSON, raw body inside."""
-    request_id = event.envelope.request_id if event.envelope else ""
-    return aio_pika.Message(
-        doc,
-        content_type="application/json",
-        message_id=f"{request_id}.{event.job_index}",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        headers={
-            "x-idempotency-key": event.idempotency_key,
-            "x-request-id": request_id,
-            "x-routing-key": event.routing_key,
-        },
-    )

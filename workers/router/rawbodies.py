@@ -1,31 +1,27 @@
-"""The router's side of group commit: a raw delivery as the lone messages it carries.
+"""The router's side of group commit: a raw delivery as the bodies it carries.
 
-A lone raw message is itself. A batch message (``shared.wire.raw``) carries several
-bodies; each comes back as the message the ingress would have sent had the body travelled
-alone: the same body, byte for byte, and the same properties (``RawMeta.message``). The
-router parses, publishes and parks each of them exactly as a lone message, and acks the
-delivery itself once all of them are done.
+A lone raw message carries one body; a batch message (``shared.wire.raw``) several, each
+with the request's facts. Each body comes with the envelope its lone message gives (built
+from the facts, ``shared.wire.envelope``), so the router parses, publishes and parks it
+exactly as a lone message, and acks the delivery itself once all of its bodies are done.
 
-The messages rebuilt from a batch cannot be acked or rejected on their own (they were never
-delivered by the broker): only the delivery that carried them can. The router itself takes
-the bodies as :class:`RawBody` (:func:`raw_bodies`): the envelope of a batch entry comes
-straight from its metadata, and the lone message is built only for a body that is parked.
+A body of a batch cannot be acked or rejected on its own (the broker never delivered it):
+only the delivery that carried it can. When it must be parked, its copy is made from its
+facts and its body (:meth:`RawBody.parked`): the lone message it would have been, with the
+reason added, and no delivery of its own is pretended.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from aio_pika.abc import AbstractIncomingMessage
-from aio_pika.message import IncomingMessage
-from aiormq.abc import DeliveredMessage
-from pamqp.commands import Basic
-from pamqp.header import ContentHeader
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractMessage, HeadersType
 
 from shared.callbacks.events import Envelope
-from shared.wire.envelope import envelope_of
-from shared.wire.raw import BATCH_COUNT_HEADER, BatchFormatError, RawMeta, is_batch, unpack
+from shared.wire.envelope import envelope, envelope_of, parked_copy
+from shared.wire.facts import RequestFacts
+from shared.wire.raw import BATCH_COUNT_HEADER, BatchFormatError, is_batch, unpack
 
 __all__ = ["RawBody", "raw_bodies", "raw_messages"]
 
@@ -37,17 +33,24 @@ class RawBody:
     body: bytes
     envelope: Envelope
     delivery: AbstractIncomingMessage
-    meta: RawMeta | None = None  # the batch entry's; None for a lone delivery
+    facts: RequestFacts | None = None  # the batch entry's; None for a lone delivery
 
     @property
     def request_id(self) -> str:
         return self.envelope.request_id
 
-    def message(self) -> AbstractIncomingMessage:
-        """The lone message of this body (the delivery itself, or rebuilt from the batch)."""
-        if self.meta is None:
+    def message(self) -> AbstractMessage:
+        """The lone message of this body: the delivery itself, or built from the facts."""
+        if self.facts is None:
             return self.delivery
-        return _lone(self.delivery, self.meta, self.body)
+        return self.facts.message(self.body)
+
+    def parked(self, reason: HeadersType) -> aio_pika.Message:
+        """The copy of this body for a parking queue: its lone message with ``reason`` added
+        to its headers (a lone delivery's own properties are kept as they came)."""
+        if self.facts is None:
+            return parked_copy(self.delivery, reason)
+        return self.facts.message(self.body, reason)
 
 
 def raw_bodies(delivery: AbstractIncomingMessage) -> list[RawBody]:
@@ -55,37 +58,23 @@ def raw_bodies(delivery: AbstractIncomingMessage) -> list[RawBody]:
     if not is_batch(delivery.content_type):
         return [RawBody(delivery.body, envelope_of(delivery), delivery)]
     return [
-        RawBody(body, _envelope(meta, body), delivery, meta) for meta, body in _entries(delivery)
+        RawBody(body, envelope(facts, body), delivery, facts) for facts, body in _entries(delivery)
     ]
 
 
-def _envelope(meta: RawMeta, body: bytes) -> Envelope:
-    """The envelope :func:`envelope_of` gives the lone message of this entry, without it."""
-    # Through the microseconds the lone message carries, so both give the same instant.
-    received = round(meta.received_at * 1_000_000) / 1_000_000
-    return Envelope(
-        request_id=meta.request_id,
-        received_at=datetime.fromtimestamp(received, UTC),
-        source_address=meta.source_address or None,
-        content_type=meta.content_type,
-        headers=dict(meta.headers),
-        token_name=meta.token_name or None,
-        raw_body=body,
-    )
-
-
-def raw_messages(delivery: AbstractIncomingMessage) -> list[AbstractIncomingMessage]:
-    """The lone raw messages of ``delivery``: itself, or each body of a batch.
+def raw_messages(delivery: AbstractMessage) -> list[AbstractMessage]:
+    """The lone raw messages of ``delivery``: itself, or the lone message of each body of a
+    batch (``RequestFacts.message``: the same body and properties as had it gone alone).
 
     Raises :class:`BatchFormatError` when a batch does not unpack, or when it holds a
     different number of bodies than its ``x-batch-count`` header says.
     """
     if not is_batch(delivery.content_type):
         return [delivery]
-    return [_lone(delivery, meta, body) for meta, body in _entries(delivery)]
+    return [facts.message(body) for facts, body in _entries(delivery)]
 
 
-def _entries(delivery: AbstractIncomingMessage) -> list[tuple[RawMeta, bytes]]:
+def _entries(delivery: AbstractMessage) -> list[tuple[RequestFacts, bytes]]:
     entries = unpack(delivery.body)
     declared = (delivery.headers or {}).get(BATCH_COUNT_HEADER)
     if not entries or (isinstance(declared, int) and declared != len(entries)):
@@ -93,23 +82,3 @@ def _entries(delivery: AbstractIncomingMessage) -> list[tuple[RawMeta, bytes]]:
             f"batch holds {len(entries)} bodies but its {BATCH_COUNT_HEADER} says {declared!r}"
         )
     return entries
-
-
-def _lone(delivery: AbstractIncomingMessage, meta: RawMeta, body: bytes) -> IncomingMessage:
-    """The message ``body`` would have been, had it travelled alone on the same route.
-
-    Its properties are the values a lone message delivers: strings and integers (the
-    metadata holds no floats, which the wire would narrow to 32 bits).
-    """
-    received = ContentHeader(body_size=len(body), properties=meta.properties())
-    deliver = Basic.Deliver(
-        consumer_tag=delivery.consumer_tag or "",
-        delivery_tag=0,  # not a delivery of its own: it cannot be acked by itself
-        redelivered=bool(delivery.redelivered),
-        exchange=delivery.exchange or "",
-        routing_key=delivery.routing_key or "",
-    )
-    return IncomingMessage(
-        DeliveredMessage(delivery=deliver, header=received, body=body, channel=delivery.channel),
-        no_ack=True,
-    )

@@ -4,7 +4,7 @@ Each raw message is parsed, its events are published (confirmed) with their rout
 and only then is the raw message acked. Events that share a routing key and wait for the
 broker at the same moment leave as one message (``workers.router.outbox``, ``shared.wire.events``).
 A body that does not parse goes, byte for byte with its properties, to ``<prefix>.unparsed``
-with the reason in ``x-parse-error``.
+with the reason in ``x-parse-error`` (and ``x-parse-location`` when known).
 
 A batch message from the ingress (group commit, ``shared.wire.raw``) is unpacked and each
 of its bodies is routed or parked exactly as the lone message it would have been
@@ -18,6 +18,7 @@ import contextlib
 import time
 from collections.abc import Awaitable
 
+import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -38,6 +39,7 @@ from shared.service import ConsumingRole
 from shared.settings import Settings
 from shared.topology import Topology
 from shared.wire.envelope import parked_copy
+from shared.wire.headers import PARSE_ERROR, PARSE_LOCATION
 from workers.router.metrics import RouterMetrics
 from workers.router.outbox import Outbox
 from workers.router.rawbodies import RawBody, raw_bodies
@@ -111,7 +113,7 @@ class RouterService(ConsumingRole):
             try:
                 bodies = raw_bodies(message)
             except ParseError as exc:  # a batch that does not unpack is parked whole
-                await self._park(message, exc.reason, exc.location)
+                await self._park(parked_copy(message, _reason(exc)), exc)
             else:
                 waiting: list[Awaitable[None]] = []
                 # Only the routing keys wait for the confirms: the bodies, envelopes and
@@ -130,7 +132,7 @@ class RouterService(ConsumingRole):
                         routed += 1
                 del bodies, body, events
                 for lone, error in unparsed:  # parked once every body is parsed
-                    waiting.append(self._park(lone.message(), error.reason, error.location))
+                    waiting.append(self._park(lone.parked(_reason(error)), error))
                 await wait_all(waiting)
                 self._count(routed, keys)
         except Exception as exc:
@@ -179,21 +181,18 @@ class RouterService(ConsumingRole):
         for key in keys:
             counted.event_routed(key)
 
-    async def _park(
-        self, message: AbstractIncomingMessage, reason: str, location: str | None
-    ) -> None:
+    async def _park(self, copy: aio_pika.Message, error: ParseError) -> None:
+        """Publish ``copy`` (a body, or a whole batch, with ``error``) to the unparsed queue."""
         channel = self._publishing.channel if self._publishing is not None else None
         assert channel is not None
-        headers: HeadersType = {"x-parse-error": reason[:2000]}
-        if location:
-            headers["x-parse-location"] = location
-        await channel.default_exchange.publish(
-            parked_copy(message, headers), routing_key=self.topology.unparsed
-        )
+        await channel.default_exchange.publish(copy, routing_key=self.topology.unparsed)
         if self._counted is not None:
             self._counted.parked.inc()
         log.warning(
-            "unparsed body parked", request_id=message.message_id, reason=reason, location=location
+            "unparsed body parked",
+            request_id=copy.message_id,
+            reason=error.reason,
+            location=error.location,
         )
 
     async def _settle(self) -> None:
@@ -203,3 +202,11 @@ class RouterService(ConsumingRole):
             await asyncio.wait(set(self._inflight), timeout=self.settings.shutdown_grace)
         if self._outbox is not None:
             await self._outbox.close()
+
+
+def _reason(error: ParseError) -> HeadersType:
+    """The headers that say why a body was parked."""
+    headers: HeadersType = {PARSE_ERROR: error.reason[:2000]}
+    if error.location:
+        headers[PARSE_LOCATION] = error.location
+    return headers

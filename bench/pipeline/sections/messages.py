@@ -41,8 +41,7 @@ def _cpu_us(fn: Callable[[], object], seconds: float = 0.3) -> float:
 def run_messages(bench: Bench) -> None:
     from shared.callbacks.events import CallbackEvent, Envelope
     from shared.callbacks.parser import parse_callback
-    from shared.wire.events import encode, entries_of, event_message, events_message
-    from workers.router.outbox import json_message
+    from shared.wire.events import encode, entries_of, event_message, events_message, json_message
     from workers.testing import seed, seed_names
 
     print("messages: event message size and cost per seed", flush=True)
