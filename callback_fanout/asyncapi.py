@@ -20,27 +20,28 @@ from shared.callbacks.schema import event_json_schema
 from shared.settings import Settings
 from shared.topology import Topology
 from shared.wire.events import EVENT_COUNT_HEADER, EVENTS_CONTENT_TYPE
+from shared.wire.headers import IDEMPOTENCY_KEY, REQUEST_ID, ROUTING_KEY
 
 __all__ = ["EVENT_HEADERS", "FRAMED_HEADERS", "asyncapi_document"]
 
 #: The headers of an event message of the JSON format (``event_format = "json"``).
 EVENT_HEADERS = {
-    "x-idempotency-key": "The event's idempotency key (also the payload's `idempotency_key`): "
+    IDEMPOTENCY_KEY: "The event's idempotency key (also the payload's `idempotency_key`): "
     "the same for every copy of one job's result. Delivery is at least once: drop a key you "
     "already handled.",
-    "x-request-id": "The id of the HTTP request that carried the callback (the payload's "
+    REQUEST_ID: "The id of the HTTP request that carried the callback (the payload's "
     "`envelope.request_id`); one request may hold several events.",
-    "x-routing-key": "The routing key the event was published with (`<EventName>.<Second>.<Third>`)"
+    ROUTING_KEY: "The routing key the event was published with (`<EventName>.<Second>.<Third>`)"
     ", kept when a parked event is replayed.",
 }
 
 #: The headers of a framed event message (the default format): the last two only on a
 #: message of one event.
 FRAMED_HEADERS = {
-    "x-routing-key": EVENT_HEADERS["x-routing-key"],
+    ROUTING_KEY: EVENT_HEADERS[ROUTING_KEY],
     EVENT_COUNT_HEADER: "The number of events in the message, all of this routing key.",
-    "x-idempotency-key": "On a message of one event: " + EVENT_HEADERS["x-idempotency-key"],
-    "x-request-id": "On a message of one event: " + EVENT_HEADERS["x-request-id"],
+    IDEMPOTENCY_KEY: "On a message of one event: " + EVENT_HEADERS[IDEMPOTENCY_KEY],
+    REQUEST_ID: "On a message of one event: " + EVENT_HEADERS[REQUEST_ID],
 }
 
 _FRAMING = (
@@ -180,7 +181,7 @@ def _message(settings: Settings) -> dict[str, Any]:
         "title": "Job results of one routing key, framed",
         "contentType": EVENTS_CONTENT_TYPE,
         "description": _FRAMING,
-        "headers": _headers(FRAMED_HEADERS, ["x-routing-key", EVENT_COUNT_HEADER]),
+        "headers": _headers(FRAMED_HEADERS, [ROUTING_KEY, EVENT_COUNT_HEADER]),
         "payload": {
             "type": "string",
             "format": "binary",

@@ -25,24 +25,24 @@ from shared.errors import ConfigError
 from shared.topology import Topology
 from shared.wire.envelope import copy_with_headers
 from shared.wire.events import Entry, EventFormatError, entries_of, is_events
+from shared.wire.headers import (
+    ATTEMPTS,
+    BROKER_DEATH,
+    CONSUMER,
+    DEAD_AT,
+    FIRST_DEATH_REASON,
+    LAST_ERROR,
+    PARSE_ERROR,
+    PARSE_LOCATION,
+    RECEIVED_AT_US,
+    ROUTING_KEY,
+)
 
 __all__ = ["MessageFilter", "ParkedMessage", "Parking"]
 
 #: Headers the system added on the way to a parking queue; replay removes them.
 PARKING_HEADERS = frozenset(
-    {
-        "x-parse-error",
-        "x-parse-location",
-        "x-attempts",
-        "x-last-error",
-        "x-consumer",
-        "x-dead-at",
-        "x-death",
-        "x-first-death-exchange",
-        "x-first-death-queue",
-        "x-first-death-reason",
-        "x-delivery-count",
-    }
+    {PARSE_ERROR, PARSE_LOCATION, ATTEMPTS, LAST_ERROR, CONSUMER, DEAD_AT, *BROKER_DEATH}
 )
 
 
@@ -60,13 +60,13 @@ class ParkedMessage:
     @property
     def reason(self) -> str:
         h = self.headers
-        if h.get("x-first-death-reason") == "delivery_limit" and not h.get("x-last-error"):
+        if h.get(FIRST_DEATH_REASON) == "delivery_limit" and not h.get(LAST_ERROR):
             return "delivery limit: delivered again and again without an ack (crash or kills)"
-        return str(h.get("x-parse-error") or h.get("x-last-error") or "no consumer bound")
+        return str(h.get(PARSE_ERROR) or h.get(LAST_ERROR) or "no consumer bound")
 
     @property
     def routing_key(self) -> str | None:
-        key = self.headers.get("x-routing-key")
+        key = self.headers.get(ROUTING_KEY)
         return str(key) if key is not None else None
 
     @cached_property
@@ -129,10 +129,10 @@ class ParkedMessage:
     def since(self) -> datetime | None:
         """When it was parked (dead queues), else when the ingress received the body."""
         h = self.headers
-        dead_at = h.get("x-dead-at")
+        dead_at = h.get(DEAD_AT)
         if isinstance(dead_at, int | float) and not isinstance(dead_at, bool):
             return datetime.fromtimestamp(dead_at, UTC)
-        received = h.get("x-received-at-us")
+        received = h.get(RECEIVED_AT_US)
         if isinstance(received, int) and not isinstance(received, bool):
             return datetime.fromtimestamp(received / 1_000_000, UTC)
         stamp = self._event_field("envelope", "received_at")
@@ -149,7 +149,7 @@ class ParkedMessage:
             "routing_key": self.routing_key,
             "job_id": self.job_id,
             "reason": self.reason,
-            "attempts": h.get("x-attempts"),
+            "attempts": h.get(ATTEMPTS),
             "content_type": self.message.content_type,
             "size": len(self.message.body),
             "headers": {k: _jsonable(v) for k, v in h.items()},

@@ -19,6 +19,7 @@ from rich.text import Text
 from callback_fanout.parking import ParkedMessage
 from callback_fanout.readiness import RoleReadiness
 from callback_fanout.status import QueueRow, SystemStatus
+from shared.wire.headers import ATTEMPTS
 
 __all__ = [
     "console_for",
@@ -175,7 +176,7 @@ def parked_messages_table(
     for header in ("age", "attempts", "routing key", "job id", "reason"):
         table.add_column(header, justify="right" if header in ("age", "attempts") else "left")
     for parked in messages:
-        attempts = parked.headers.get("x-attempts")
+        attempts = parked.headers.get(ATTEMPTS)
         table.add_row(
             _age(parked.since, now),
             "-" if attempts is None else str(attempts),
