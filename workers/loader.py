@@ -1,4 +1,5 @@
-"""Finding consumers: configured in the file, by module path, by built-in name, by entry point."""
+"""Finding consumers (configured in the file, by module path, by built-in name, by entry
+point) and the worker's middleware (by entry point)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,28 @@ import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from types import ModuleType
+from typing import Any
 
 from shared.configfile import ConfigFile
-from shared.errors import ConsumerDeclarationError
+from shared.errors import ConfigError, ConsumerDeclarationError
 from shared.settings import Settings
 from workers.builtin import registry
 from workers.configured import build_configured
 from workers.consumer import SPEC_ATTRIBUTE, LoadedConsumer
+from workers.middleware import Middleware
 
-__all__ = ["BUILTINS", "ENTRY_POINT_GROUP", "consumers_of", "load_consumers"]
+__all__ = [
+    "BUILTINS",
+    "ENTRY_POINT_GROUP",
+    "MIDDLEWARE_GROUP",
+    "consumers_of",
+    "load_consumers",
+    "load_middleware",
+]
 
 ENTRY_POINT_GROUP = "callback_fanout.consumers"
+#: Where a worker finds its middleware: ``tracing = "acme_callbacks.tracing:Tracing"``.
+MIDDLEWARE_GROUP = "callback_fanout.middleware"
 
 #: Built-in consumers usable by name without options: ``--consumer log``.
 BUILTINS = {
@@ -120,3 +132,29 @@ def _declared_in(module: ModuleType) -> list[LoadedConsumer]:
         and (inspect.isfunction(obj) or inspect.isclass(obj))
         and getattr(obj, "__module__", None) == module.__name__
     ]
+
+
+def load_middleware(*, use_entry_points: bool) -> list[Middleware]:
+    """The middleware of the ``callback_fanout.middleware`` entry points of every installed
+    package, in entry-point name order (the first is outermost); none when
+    ``use_entry_points`` is off. An entry point names a middleware, or a class of them made
+    with no arguments. Raises :class:`~shared.errors.ConfigError` for one that does not load
+    or does not take ``(event, delivery, call_next)``."""
+    if not use_entry_points:
+        return []
+    found: list[Middleware] = []
+    for ep in sorted(entry_points(group=MIDDLEWARE_GROUP), key=lambda ep: ep.name):
+        where = f"middleware entry point {ep.name!r} ({ep.value})"
+        try:
+            target: Any = ep.load()
+            middleware: Any = target() if inspect.isclass(target) else target
+        except Exception as exc:
+            raise ConfigError(f"{where} failed to load: {exc!r}") from exc
+        try:
+            inspect.signature(middleware).bind(None, None, None)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{where}: a middleware is an async callable of (event, delivery, call_next)"
+            ) from None
+        found.append(middleware)
+    return found

@@ -13,8 +13,9 @@ event's own go to ``response_extra``).
 
 from __future__ import annotations
 
+import types
 from datetime import UTC
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, Union
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, Self, Union
 
 from pydantic import (
     AwareDatetime,
@@ -29,6 +30,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from typing_extensions import TypeVar
 
 from shared.callbacks.moderation import (
     MODERATION_EVENTS,
@@ -80,6 +82,7 @@ __all__ = [
     "Envelope",
     "EventFamily",
     "Operation",
+    "OperationT",
 ]
 
 EventFamily = Literal["task", "workflow", "moderation"]
@@ -148,6 +151,19 @@ else:
     ]
 
 
+#: What ``CallbackEvent[...]`` says the event's ``operation`` is (for type checkers; the
+#: consumer runtime checks it at delivery). Unparametrized: ``BaseOperation | None``.
+OperationT = TypeVar("OperationT", bound=BaseOperation | None, default=BaseOperation | None)
+
+
+class _EventAlias(types.GenericAlias):
+    """``CallbackEvent[SnapshotOperation]`` at run time: an annotation, not a new model."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        model: Any = self.__origin__
+        return model(*args, **kwargs)  # no __orig_class__ on a frozen model
+
+
 class Envelope(BaseModel):
     """What the ingress knew about the HTTP request that carried the body."""
 
@@ -184,8 +200,13 @@ def _tag(value: Any) -> Any:
     return value
 
 
-class CallbackEvent(VendorModel):
+class CallbackEvent(VendorModel, Generic[OperationT]):
     """One job's result, whatever the shape of the callback that reported it.
+
+    ``CallbackEvent[SnapshotOperation]`` is the same model for a type checker that knows
+    ``operation`` is a ``SnapshotOperation`` (``CallbackEvent[SnapshotOperation | None]``:
+    or ``None``); at run time it is an annotation the consumer runtime reads, and parsing
+    never makes a model per operation type.
 
     The job, as the sender reported it:
 
@@ -223,7 +244,10 @@ class CallbackEvent(VendorModel):
     start_time: VendorTime = None
     end_time: VendorTime = None
     input: Nested[JobInput] = None
-    operation: Nested[Operation] = None
+    if TYPE_CHECKING:
+        operation: OperationT = None  # type: ignore[assignment]
+    else:
+        operation: Nested[Operation] = None
     workflow: Nested[WorkflowRef] = None
     workflow_execution: Nested[WorkflowExecution] = None
 
@@ -238,6 +262,11 @@ class CallbackEvent(VendorModel):
     routing_key: str = ""
     idempotency_key: str = ""
     envelope: Envelope | None = None
+
+    if not TYPE_CHECKING:
+
+        def __class_getitem__(cls, operation: Any) -> Any:
+            return _EventAlias(cls, operation)
 
     @property
     def family(self) -> EventFamily:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -11,6 +12,7 @@ from shared.callbacks.routing import topic_matches
 from shared.settings import Settings
 from shared.wire.events import encode
 from workers.consumer import LoadedConsumer
+from workers.middleware import Middleware
 from workers.runtime.dedupe import MemoryDedupeStore
 from workers.runtime.handling import ConsumerPolicy, Outcome, handle_delivery
 from workers.testing.events import parse_body
@@ -31,19 +33,26 @@ class ConsumerHarness:
     ``target`` is what ``@consumer`` declared (a function or a ``Consumer`` class) or a
     loaded consumer (a configured built-in). ``settings`` supply the defaults its
     declaration leaves open (the documented defaults unless given; the environment is not
-    read). Duplicates are remembered for the harness's life, as one worker would.
+    read). ``middleware`` runs around the handler as a worker's would (outermost first).
+    Duplicates are remembered for the harness's life, as one worker would.
     ``async with`` runs the consumer's ``startup`` and ``shutdown`` hooks; without it the
     first delivery runs ``startup`` and :meth:`close` runs ``shutdown``.
     """
 
-    def __init__(self, target: object, *, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        target: object,
+        *,
+        settings: Settings | None = None,
+        middleware: Sequence[Middleware] = (),
+    ) -> None:
         self.consumer = (
             target
             if isinstance(target, LoadedConsumer)
             else LoadedConsumer.from_target(target, "test")
         )
         self.settings = settings if settings is not None else Settings.model_construct()
-        self.policy = ConsumerPolicy.for_consumer(self.consumer.spec, self.settings)
+        self.policy = ConsumerPolicy.for_consumer(self.consumer.spec, self.settings, middleware)
         self.dedupe = MemoryDedupeStore()
         self._started = False
         self._closed = False

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 
 from shared.callbacks.events import CallbackEvent
 from shared.settings import Settings
+from workers.middleware import Middleware
 from workers.testing.events import make_event
 from workers.testing.harness import ConsumerHarness
 from workers.testing.seeds import seed, seed_names
@@ -22,9 +23,15 @@ class FanoutKit:
     def __init__(self) -> None:
         self.harnesses: list[ConsumerHarness] = []
 
-    def harness(self, target: object, *, settings: Settings | None = None) -> ConsumerHarness:
+    def harness(
+        self,
+        target: object,
+        *,
+        settings: Settings | None = None,
+        middleware: Sequence[Middleware] = (),
+    ) -> ConsumerHarness:
         """A :class:`ConsumerHarness` for ``target`` (a ``@consumer`` or a loaded consumer)."""
-        harness = ConsumerHarness(target, settings=settings)
+        harness = ConsumerHarness(target, settings=settings, middleware=middleware)
         self.harnesses.append(harness)
         return harness
 
