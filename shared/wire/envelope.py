@@ -26,12 +26,14 @@ __all__ = [
 
 def envelope(facts: RequestFacts, body: bytes) -> Envelope:
     """The envelope of ``body`` received with ``facts``."""
+    headers = facts.headers
     return Envelope(
         request_id=facts.request_id,
-        received_at=datetime.fromtimestamp(facts.received_at_us / 1_000_000, UTC),
+        # RequestFacts.received_at_us: the instant a lone message carries, in a batch too
+        received_at=datetime.fromtimestamp(round(facts.received_at * 1_000_000) / 1_000_000, UTC),
         source_address=facts.source_address or None,
         content_type=facts.content_type,
-        headers=dict(facts.headers),
+        headers=headers if type(headers) is dict else dict(headers),
         token_name=facts.token_name or None,
         raw_body=body,
     )
@@ -39,7 +41,8 @@ def envelope(facts: RequestFacts, body: bytes) -> Envelope:
 
 def envelope_of(message: AbstractMessage) -> Envelope:
     """The envelope of a lone raw message, from the properties the ingress set."""
-    return envelope(RequestFacts.of_message(message), message.body)
+    facts = RequestFacts.from_properties(message.message_id, message.content_type, message.headers)
+    return envelope(facts, message.body)
 
 
 def http_headers_of(message: AbstractMessage) -> dict[str, str]:

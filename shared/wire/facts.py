@@ -89,7 +89,7 @@ class RequestFacts(NamedTuple):
         headers: HeadersType = {
             # An integer: AMQP clients send a Python float as a 32-bit float, which would
             # move an epoch time by up to a minute.
-            RECEIVED_AT_US: self.received_at_us,
+            RECEIVED_AT_US: round(self.received_at * 1_000_000),  # received_at_us
             HTTP_HEADERS: http_headers,
         }
         if self.source_address:
@@ -113,16 +113,20 @@ class RequestFacts(NamedTuple):
         received = headers.get(RECEIVED_AT_US)
         source = headers.get(SOURCE_ADDRESS)
         token = headers.get(TOKEN_NAME)
-        return cls(
-            message_id or "",
-            # Exact: microseconds to seconds and back is the identity until the year 2106.
-            received / 1_000_000
-            if isinstance(received, int) and not isinstance(received, bool)
-            else time.time(),
-            content_type,
-            _text(source) if source is not None else None,
-            http_headers(headers.get(HTTP_HEADERS)),
-            _text(token) if token is not None else None,
+        # tuple.__new__: the named tuple's own constructor is a Python call, once per body.
+        return tuple.__new__(
+            cls,
+            (
+                message_id or "",
+                # Exact: microseconds to seconds and back is the identity until the year 2106.
+                received / 1_000_000
+                if type(received) is int  # not a bool, nor a float the wire narrowed
+                else time.time(),
+                content_type,
+                source if source is None or type(source) is str else _text(source),
+                http_headers(headers.get(HTTP_HEADERS)),
+                token if token is None or type(token) is str else _text(token),
+            ),
         )
 
     # A batch entry's form: a JSON object.
@@ -176,7 +180,10 @@ def http_headers(kept: object) -> dict[str, str]:
     """The request headers of an ``x-http-headers`` value (none unless it is a table)."""
     if not kept or not isinstance(kept, dict):
         return {}
-    return {str(k): _text(v) for k, v in kept.items()}
+    # Strings as they come (all of them, from the ingress): no call per header.
+    return {
+        k if type(k) is str else str(k): v if type(v) is str else _text(v) for k, v in kept.items()
+    }
 
 
 def _optional(text: str | None) -> str:
