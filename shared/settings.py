@@ -16,17 +16,43 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.config import JsonDict
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.configfile import ConfigFile, key_of, secret_fields
 from shared.errors import ConfigError
 
-__all__ = ["DEFAULT_AMQP_URL", "ENV_PREFIX", "AutoBool", "Settings", "mask_url"]
+__all__ = [
+    "DEFAULT_AMQP_URL",
+    "ENV_PREFIX",
+    "RUN_ROLES",
+    "AutoBool",
+    "Settings",
+    "mask_url",
+    "read_by",
+    "settings_of",
+]
 
 ENV_PREFIX = "CALLBACK_FANOUT_"
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 #: A switch that may also be left to the situation (``auto``).
 AutoBool = bool | Literal["auto"]
+
+#: The roles `run` holds in one process: it reads every setting they read.
+RUN_ROLES = ("ingress", "router", "worker")
+
+
+def _read_by(*commands: str) -> JsonDict:
+    """The commands that read a setting (``json_schema_extra`` of its field)."""
+    return {"commands": list(commands)}
+
+
+# Who reads a setting, beside each field: a command's --help offers the settings it reads.
+_INGRESS = _read_by("ingress")
+_ROLES = _read_by(*RUN_ROLES)
+_CONSUMERS = _read_by("worker", "status", "parked")  # the consumers the workers load
+_BROKER = _read_by(*RUN_ROLES, "status", "parked")
+_EVERY = _read_by(*RUN_ROLES, "status", "parked", "schema")
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -53,6 +79,7 @@ class Settings(BaseSettings):
         description="Configuration file (TOML): consumers built from the built-ins "
         "(`[consumers.<name>]`) and settings (`[settings]`; flags and environment variables "
         "override it).",
+        json_schema_extra=_EVERY,
     )
     # Broker and naming
     amqp_url: Annotated[list[SecretStr], NoDecode] = Field(
@@ -60,36 +87,55 @@ class Settings(BaseSettings):
         description="RabbitMQ URL; several for a cluster (repeatable flag; comma separated in "
         "the environment): each process starts on one of them in random order and moves to "
         "the next when its node is lost (passwords are masked wherever they are shown).",
+        json_schema_extra=_EVERY,
     )
     quorum_initial_group_size: int = Field(
         3,
         ge=1,
         description="Members (RabbitMQ nodes) a quorum queue gets when it is first declared; "
         "RabbitMQ caps it at the cluster's size, and it does not change existing queues.",
+        json_schema_extra=_BROKER,
     )
     prefix: str = Field(
         "callbacks",
         description="Name prefix of every exchange and queue, so deployments share a broker.",
+        json_schema_extra=_EVERY,
     )
     # Ingress
-    host: str = Field("0.0.0.0", description="Address the ingress listens on.")
-    port: int = Field(8080, ge=0, le=65535, description="Port the ingress listens on.")
+    host: str = Field(
+        "0.0.0.0", description="Address the ingress listens on.", json_schema_extra=_ROLES
+    )
+    port: int = Field(
+        8080, ge=0, le=65535, description="Port the ingress listens on.", json_schema_extra=_INGRESS
+    )
     max_body_bytes: int = Field(
-        10 * 1024 * 1024, gt=0, description="Largest callback body accepted (413 above)."
+        10 * 1024 * 1024,
+        gt=0,
+        description="Largest callback body accepted (413 above).",
+        json_schema_extra=_read_by("ingress", "router"),
     )
     confirm_timeout: float = Field(
-        5.0, gt=0, description="Seconds to wait for the broker's confirm before answering 503."
+        5.0,
+        gt=0,
+        description="Seconds to wait for the broker's confirm before answering 503.",
+        json_schema_extra=_INGRESS,
     )
-    retry_after: int = Field(5, ge=1, description="Retry-After seconds sent with a 503.")
+    retry_after: int = Field(
+        5, ge=1, description="Retry-After seconds sent with a 503.", json_schema_extra=_INGRESS
+    )
     # Ingress spool
     spool_dir: Path | None = Field(
         None,
         description="Directory of the ingress's local spool: while the broker is away, bodies "
         "are fsynced there, answered 200 and forwarded in order once it is back (empty: no "
         "spool, 503 while the broker is away).",
+        json_schema_extra=_INGRESS,
     )
     spool_max_bytes: int = Field(
-        1024**3, gt=0, description="Most bytes the spool directory holds (503 when full)."
+        1024**3,
+        gt=0,
+        description="Most bytes the spool directory holds (503 when full).",
+        json_schema_extra=_INGRESS,
     )
     # Ingress security
     tokens: Annotated[list[SecretStr], NoDecode] = Field(
@@ -97,30 +143,43 @@ class Settings(BaseSettings):
         description="Secret callback tokens as NAME=SECRET: POST /callbacks/SECRET or "
         "/callbacks?token=SECRET (repeatable flag; comma separated in the environment; "
         "none and no token file: the endpoint is open).",
+        json_schema_extra=_INGRESS,
     )
     token_file: Path | None = Field(
         None,
         description="File of NAME=SECRET lines (a Docker secret), read at start; "
         "its tokens add to `tokens`.",
+        json_schema_extra=_INGRESS,
     )
     allowed_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Client networks (CIDRs) allowed to post; others get 403 (empty: any).",
+        json_schema_extra=_INGRESS,
     )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Proxies (CIDRs) whose forwarded-for header names the real client.",
+        json_schema_extra=_INGRESS,
     )
     forwarded_header: str = Field(
         "X-Forwarded-For",
         description="Header a trusted proxy puts the client address in.",
+        json_schema_extra=_INGRESS,
     )
     rate_limit: float = Field(
-        0.0, ge=0, description="Requests per second allowed per client address (0: no limit)."
+        0.0,
+        ge=0,
+        description="Requests per second allowed per client address (0: no limit).",
+        json_schema_extra=_INGRESS,
     )
-    rate_burst: int = Field(20, ge=1, description="Requests a client may send at once.")
+    rate_burst: int = Field(
+        20, ge=1, description="Requests a client may send at once.", json_schema_extra=_INGRESS
+    )
     rate_limit_clients: int = Field(
-        100_000, ge=1, description="Client addresses the rate limiter remembers at most."
+        100_000,
+        ge=1,
+        description="Client addresses the rate limiter remembers at most.",
+        json_schema_extra=_INGRESS,
     )
     header_timeout: float = Field(
         75.0,
@@ -128,25 +187,36 @@ class Settings(BaseSettings):
         description="Seconds a connection may take to send a complete request head, and "
         "how long an idle keep-alive connection stays open (keep it above the idle timeout "
         "of a proxy in front: 60 s for nginx and most load balancers).",
+        json_schema_extra=_INGRESS,
     )
     body_timeout: float = Field(
-        30.0, gt=0, description="Seconds a request may take to send its whole body (408 after)."
+        30.0,
+        gt=0,
+        description="Seconds a request may take to send its whole body (408 after).",
+        json_schema_extra=_INGRESS,
     )
     max_header_bytes: int = Field(
-        8190, ge=256, description="Longest request line or header field accepted."
+        8190,
+        ge=256,
+        description="Longest request line or header field accepted.",
+        json_schema_extra=_INGRESS,
     )
-    max_headers: int = Field(64, ge=8, description="Most header fields a request may carry.")
+    max_headers: int = Field(
+        64, ge=8, description="Most header fields a request may carry.", json_schema_extra=_INGRESS
+    )
     health_port: int | None = Field(
         None,
         ge=0,
         le=65535,
         description="Admin port of every role (in `run`, of the process): /healthz, /readyz "
         "and /metrics, never on the callback port (on --host; unset: none).",
+        json_schema_extra=_ROLES,
     )
     metrics: bool = Field(
         True,
         description="Count Prometheus metrics and serve them at /metrics on the admin port "
         "(false: nothing counted, no /metrics; for measuring their cost).",
+        json_schema_extra=_ROLES,
     )
     # Router
     router_prefetch: int = Field(
@@ -154,6 +224,7 @@ class Settings(BaseSettings):
         ge=1,
         description="Raw messages a router holds unacked (a batch message carries up to 256 "
         "bodies).",
+        json_schema_extra=_read_by("router"),
     )
     event_format: Literal["framed", "json"] = Field(
         "framed",
@@ -161,40 +232,67 @@ class Settings(BaseSettings):
         "key and wait at the same moment travel as one message, the raw body beside each "
         "event's JSON) or `json` (one event per message, its JSON with the raw body inside "
         "in base64, the format before 0.2.0). Workers read both.",
+        json_schema_extra=_read_by("router", "schema"),
     )
     event_batch_max: int = Field(
-        100, ge=1, le=10_000, description="Most events in one framed event message."
+        100,
+        ge=1,
+        le=10_000,
+        description="Most events in one framed event message.",
+        json_schema_extra=_read_by("router"),
     )
     # Consumer workers
     consumers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Consumers to load: `pkg.module`, `pkg.module:attr` or a built-in name "
         "(repeatable flag; comma separated in the environment).",
+        json_schema_extra=_CONSUMERS,
     )
     entry_points: bool = Field(
-        True, description="Also load consumers from the `callback_fanout.consumers` group."
+        True,
+        description="Also load consumers from the `callback_fanout.consumers` group.",
+        json_schema_extra=_CONSUMERS,
     )
-    concurrency: int = Field(8, ge=1, description="Default handlers run at once per consumer.")
+    concurrency: int = Field(
+        8,
+        ge=1,
+        description="Default handlers run at once per consumer.",
+        json_schema_extra=_read_by("worker"),
+    )
     retry_delays: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: [5.0, 30.0, 120.0, 600.0],
         description="Default backoff delays in seconds between attempts (comma separated).",
+        json_schema_extra=_read_by("worker", "status"),
     )
     max_attempts: int = Field(
-        5, ge=1, description="Default attempts per event before it goes to the dead queue."
+        5,
+        ge=1,
+        description="Default attempts per event before it goes to the dead queue.",
+        json_schema_extra=_read_by("worker", "status"),
     )
     handler_timeout: float = Field(
-        60.0, gt=0, description="Default seconds a handler may run before it is cut off."
+        60.0,
+        gt=0,
+        description="Default seconds a handler may run before it is cut off.",
+        json_schema_extra=_read_by("worker"),
     )
     shutdown_grace: float = Field(
-        30.0, ge=0, description="Seconds in-flight handlers get to finish on SIGTERM."
+        30.0,
+        ge=0,
+        description="Seconds in-flight handlers get to finish on SIGTERM.",
+        json_schema_extra=_ROLES,
     )
     # Duplicates
     redis_url: SecretStr | None = Field(
         None,
         description="Redis URL of the dedupe store shared by all workers (unset: in-process).",
+        json_schema_extra=_read_by("worker"),
     )
     dedupe_window: float = Field(
-        86400.0, gt=0, description="Default seconds a handled idempotency key is remembered."
+        86400.0,
+        gt=0,
+        description="Default seconds a handled idempotency key is remembered.",
+        json_schema_extra=_read_by("worker"),
     )
     # Operations
     management_url: SecretStr = Field(
@@ -203,14 +301,20 @@ class Settings(BaseSettings):
         "and every consumer queue from: a URL (http://user:password@host:15672/), `auto` (the "
         "broker's host on port 15672 with the broker's credentials, used when it answers) or "
         "`off` (AMQP only).",
+        json_schema_extra=_read_by("status"),
     )
-    log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    log_level: str = Field(
+        "info", description="Log level: debug, info, warning, error.", json_schema_extra=_EVERY
+    )
     log_json: AutoBool = Field(
         "auto",
         description="JSON log lines: true, false (readable lines), or auto (JSON when stderr "
         "is not a terminal, readable coloured lines when it is).",
+        json_schema_extra=_EVERY,
     )
-    log_bodies: bool = Field(False, description="Log callback bodies (debug only).")
+    log_bodies: bool = Field(
+        False, description="Log callback bodies (debug only).", json_schema_extra=_INGRESS
+    )
 
     @field_validator(
         "amqp_url",
@@ -351,6 +455,21 @@ class Settings(BaseSettings):
                 f"{key_of('', err['loc']) or 'settings'}: {_message(err)}" for err in errors
             )
             raise ConfigError(f"invalid settings: {problems}") from None
+
+
+def read_by(name: str) -> tuple[str, ...]:
+    """The commands that read the setting ``name`` (``run`` aside: it reads its roles')."""
+    extra = Settings.model_fields[name].json_schema_extra
+    assert isinstance(extra, dict), f"setting {name} does not say which commands read it"
+    commands = extra["commands"]
+    assert isinstance(commands, list)
+    return tuple(str(command) for command in commands)
+
+
+def settings_of(command: str) -> list[str]:
+    """The settings ``command`` reads, in the order of their fields; ``run``: its roles'."""
+    readers = set(RUN_ROLES) if command == "run" else {command}
+    return [name for name in Settings.model_fields if readers.intersection(read_by(name))]
 
 
 def _message(err: Any) -> str:
