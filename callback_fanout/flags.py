@@ -103,11 +103,8 @@ def _add_flag(arguments: _Arguments, name: str, info: FieldInfo, *, shown: bool)
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """The settings: the flags given, over the environment, the file and the defaults."""
-    overrides = {
-        name: getattr(args, name)
-        for name in Settings.model_fields
-        if getattr(args, name, None) is not None
-    }
+    given = vars(args)
+    overrides = {name: given[name] for name in Settings.model_fields if given.get(name) is not None}
     return Settings.load(**overrides)
 
 
@@ -122,8 +119,14 @@ def with_settings(
             settings = settings_from(args)
             configure_logging(settings)
             return run(args, settings)
+        except ConfigError as exc:
+            return _said(exc, 2)
         except FanoutError as exc:
-            print(f"callback-fanout: {exc}", file=sys.stderr)
-            return 2 if isinstance(exc, ConfigError) else 1
+            return _said(exc, 1)
 
     return handler
+
+
+def _said(error: FanoutError, status: int) -> int:
+    print(f"callback-fanout: {error}", file=sys.stderr)
+    return status
