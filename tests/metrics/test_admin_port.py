@@ -1,5 +1,6 @@
 """Metrics live on the admin port of every role (in `run`, one for the process), never on the
-public callback port; `--no-metrics` counts and serves nothing."""
+public callback port; `--no-metrics` counts and serves nothing. The admin port's /readyz
+gives every role's facts; the callback port's only says ready."""
 
 from __future__ import annotations
 
@@ -129,6 +130,13 @@ async def test_a_role_run_as_a_command_serves_metrics_on_its_admin_port_only(
             frozenset({("role", name)}): 1 for name in roles
         }
         assert await status_of(http, f"http://127.0.0.1:{public}/metrics") == 404
+        async with http.get(f"http://127.0.0.1:{admin}/readyz") as response:
+            told = await response.json()
+        assert {name: told[name] for name in roles} == dict.fromkeys(roles, True)
+        assert sorted(told["roles"]) == sorted(roles)
+        assert told["roles"]["ingress"]["auth"] == "open"  # the details are the admin port's
+        async with http.get(f"http://127.0.0.1:{public}/readyz") as response:
+            assert (response.status, await response.json()) == (200, {"ready": True})
         async with http.post(f"http://127.0.0.1:{public}/callbacks", data=OCR) as response:
             assert response.status == 200
         if role == "run":
