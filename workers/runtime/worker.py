@@ -1,32 +1,31 @@
 """Running consumers: one queue, channel, prefetch and retry policy per consumer.
 
-For each event of a message (one, or several of one routing key: ``shared.wire.events``):
-rebuild the event, run the handler (with a timeout). On failure, republish the event alone
-to the consumer's delay queue for the next attempt (it expires back into the consumer
-queue) or, when attempts are used up or the consumer gave up, to its dead queue with the
-last error. The message is acked once each of its events is handled or its copy confirmed.
-At most ``concurrency`` handlers run at once, whatever the messages hold.
+A message's way through :class:`ConsumerRunner`, top to bottom: ``_on_message`` takes it
+(or hands it back at shutdown, or after a publish that failed); ``_handle`` unpacks its
+events (``entries_of``, the wire's: one, or several of one routing key) and parks a message
+that does not unpack, whole (``parked_copy``); ``_handle_entry`` runs each event, at most
+``concurrency`` at once, through :mod:`workers.runtime.handling`, which decides and then
+settles it (a retried or parked event leaves as a message of its own); the message is acked
+once each of its events is settled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import aio_pika
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
-    HeadersType,
 )
 
 from shared.amqp import within
-from shared.callbacks.events import CallbackEvent
 from shared.logs import get_logger
 from shared.metrics import Metrics
 from shared.service import ConsumingRole
@@ -34,18 +33,26 @@ from shared.settings import Settings
 from shared.topology import ConsumerQueues, Topology
 from shared.wire.envelope import parked_copy
 from shared.wire.events import EVENT_COUNT_HEADER, Entry, EventFormatError, entries_of
+from shared.wire.headers import ATTEMPTS
 from workers.consumer import LoadedConsumer
+from workers.loader import load_middleware
+from workers.middleware import Middleware
 from workers.runtime.acks import AckGroup
 from workers.runtime.dedupe import DedupeStore, build_store
-from workers.runtime.handling import ConsumerPolicy, Outcome, describe, handle_delivery
+from workers.runtime.handling import (
+    ConsumerPolicy,
+    Outcome,
+    describe,
+    handle_delivery,
+    parked_headers,
+    settle,
+)
 from workers.runtime.metrics import ConsumerMetrics, WorkerMetrics
 from workers.settling import pause_before_requeue, wait_all
 
 __all__ = ["ConsumerRunner", "WorkerService"]
 
 log = get_logger("worker")
-
-ATTEMPTS_HEADER = "x-attempts"
 
 
 @dataclass
@@ -57,6 +64,7 @@ class ConsumerRunner:
     topology: Topology
     dedupe: DedupeStore | None = None
     metrics: ConsumerMetrics | None = None
+    middleware: Sequence[Middleware] = ()
     handling: ConsumerPolicy = field(init=False)
     queues: ConsumerQueues = field(init=False)
     _channel: AbstractChannel | None = None
@@ -68,7 +76,8 @@ class ConsumerRunner:
     _slots: asyncio.Semaphore = field(init=False)  # handlers running at once
 
     def __post_init__(self) -> None:
-        self.handling = ConsumerPolicy.for_consumer(self.consumer.spec, self.settings)
+        spec = self.consumer.spec
+        self.handling = ConsumerPolicy.for_consumer(spec, self.settings, self.middleware)
         self.queues = self.topology.consumer(self.consumer.spec.name, self.handling.retry.delays)
         if not self.handling.dedupe:
             self.dedupe = None
@@ -131,7 +140,7 @@ class ConsumerRunner:
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         """Handle every event the message carries; ack it once each is settled."""
         headers = message.headers or {}
-        raw_attempts = headers.get(ATTEMPTS_HEADER, 0)
+        raw_attempts = headers.get(ATTEMPTS, 0)
         done = raw_attempts if isinstance(raw_attempts, int) else 0
         try:
             count = headers.get(EVENT_COUNT_HEADER)
@@ -139,29 +148,19 @@ class ConsumerRunner:
         except EventFormatError as exc:  # parked whole, byte for byte
             reason = f"event message does not unpack: {exc.reason}"
             outcome = Outcome("parked", done + 1, done + 1, reason=reason)
-            await self._dead(message, outcome)
+            await self._publish(
+                parked_copy(message, parked_headers(outcome, self.name)), self.queues.dead
+            )
+            log.error("event parked in dead queue", error=reason, queue=self.queues.dead)
             self._count(outcome)
         else:
-            if len(entries) == 1:
-                await self._handle_entry(message, entries[0], done, alone=True)
-            else:
-                await self._handle_all(message, entries, done)
+            await wait_all([self._handle_entry(message, entry, done) for entry in entries])
         self._acks.ack(message)
 
-    async def _handle_all(
-        self, message: AbstractIncomingMessage, entries: list[Entry], done: int
-    ) -> None:
-        """The events of one message side by side, within the consumer's concurrency."""
-        await wait_all([self._handle_entry(message, entry, done, alone=False) for entry in entries])
-
     async def _handle_entry(
-        self, message: AbstractIncomingMessage, entry: Entry, done: int, *, alone: bool
+        self, message: AbstractIncomingMessage, entry: Entry, done: int
     ) -> None:
-        """Run the handler on one event and carry out the outcome (the message's ack aside).
-
-        An event retried or parked leaves as a message of its own: the message itself when
-        it carries nothing else (``alone``), else a message of this one entry.
-        """
+        """Decide what becomes of one event of ``message`` and carry it out (the ack aside)."""
         structlog.contextvars.bind_contextvars(
             consumer=self.name, message_id=message.message_id, attempt=done + 1
         )
@@ -170,70 +169,24 @@ class ConsumerRunner:
             if metrics is not None:
                 metrics.in_flight.inc()
             try:
-                started = time.monotonic()
                 outcome = await handle_delivery(
                     self.consumer, self.handling, entry, done, self.dedupe
                 )
             finally:
                 if metrics is not None:
                     metrics.in_flight.dec()
-        if outcome.kind == "handled":
-            log.debug("handled", elapsed=round(time.monotonic() - started, 4))
-        elif outcome.kind == "duplicate":
-            assert outcome.event is not None
-            log.info("duplicate dropped", idempotency_key=outcome.event.idempotency_key)
-        elif outcome.kind == "retried":
-            await self._retry(message, entry if not alone else None, outcome)
-        else:
-            await self._dead(message, outcome, entry if not alone else None)
+        await settle(
+            outcome, entry, message, consumer=self.name, queues=self.queues, publish=self._publish
+        )
         self._count(outcome)
 
     def _count(self, outcome: Outcome) -> None:
         if self.metrics is not None:
             self.metrics.record(outcome)  # settled: acked, retried or parked
 
-    async def _retry(
-        self, message: AbstractIncomingMessage, entry: Entry | None, outcome: Outcome
-    ) -> None:
-        assert outcome.delay is not None
-        error = outcome.reason or ""
-        await self._republish(
-            message,
-            entry,
-            {ATTEMPTS_HEADER: outcome.attempts, "x-last-error": error[:4000]},
-            self.queues.delay_queue(outcome.delay),
-            outcome.event,
-        )
-        log.warning("handler failed, will retry", error=error, retry_in=outcome.delay)
-
-    async def _dead(
-        self, message: AbstractIncomingMessage, outcome: Outcome, entry: Entry | None = None
-    ) -> None:
-        error = outcome.reason or ""
-        headers: HeadersType = {
-            ATTEMPTS_HEADER: outcome.attempts,
-            "x-last-error": error[:4000],
-            "x-consumer": self.name,
-            # whole seconds: the AMQP client sends a float as 32 bits (±64 s today)
-            "x-dead-at": int(time.time()),
-        }
-        await self._republish(message, entry, headers, self.queues.dead, outcome.event)
-        log.error("event parked in dead queue", error=error, queue=self.queues.dead)
-
-    async def _republish(
-        self,
-        message: AbstractIncomingMessage,
-        entry: Entry | None,
-        headers: HeadersType,
-        queue: str,
-        event: CallbackEvent | None,
-    ) -> None:
-        """Publish (confirmed) the message, or one entry of it alone, with ``headers``."""
+    async def _publish(self, copy: aio_pika.Message, queue: str) -> None:
+        """Publish ``copy`` to ``queue`` and wait for the broker's confirm."""
         assert self._channel is not None
-        if entry is None:
-            copy = parked_copy(message, headers)
-        else:
-            copy = entry.message(message, headers, event)
         await self._channel.default_exchange.publish(copy, routing_key=queue)
 
     async def stop(self, grace: float) -> None:
@@ -258,7 +211,12 @@ class ConsumerRunner:
 
 
 class WorkerService(ConsumingRole):
-    """Runs every loaded consumer in this process, each isolated on its own channel."""
+    """Runs every loaded consumer in this process, each isolated on its own channel.
+
+    ``middleware`` runs around every consumer's handler (:mod:`workers.middleware`); by
+    default the ``callback_fanout.middleware`` entry points' when the ``entry_points``
+    setting is on.
+    """
 
     name = "worker"
 
@@ -267,8 +225,12 @@ class WorkerService(ConsumingRole):
         settings: Settings,
         consumers: Sequence[LoadedConsumer],
         metrics: Metrics | None = None,
+        *,
+        middleware: Sequence[Middleware] | None = None,
     ) -> None:
         super().__init__(settings, metrics)
+        if middleware is None:
+            middleware = load_middleware(use_entry_points=settings.entry_points)
         self.topology = Topology(settings.prefix, settings.quorum_initial_group_size)
         self.store = build_store(settings) if any(c.spec.dedupe for c in consumers) else None
         counted = WorkerMetrics(self.metrics) if self.metrics is not None else None
@@ -279,6 +241,7 @@ class WorkerService(ConsumingRole):
                 self.topology,
                 self.store,
                 counted.consumer(c.spec.name) if counted is not None else None,
+                middleware,
             )
             for c in consumers
         ]
