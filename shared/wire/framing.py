@@ -33,10 +33,11 @@ class Frames:
     name the chunk (its entry and what it holds).
     """
 
-    __slots__ = ("_container", "_end", "_error", "_view", "offset")
+    __slots__ = ("_container", "_data", "_end", "_error", "offset")
 
     def __init__(self, data: bytes, error: type[ParseError], container: str) -> None:
-        self._view = memoryview(data)
+        # Sliced as bytes: one copy each, no view to make first.
+        self._data = data if type(data) is bytes else bytes(data)
         self._end = len(data)
         self._error = error
         self._container = container
@@ -51,7 +52,7 @@ class Frames:
         offset = self.offset
         if offset + _SIZE > self._end:
             raise self._error(f"entry {index}: truncated before the length of its {what}")
-        (size,) = LENGTH.unpack_from(self._view, offset)
+        (size,) = LENGTH.unpack_from(self._data, offset)
         self.offset = offset + _SIZE
         return int(size)
 
@@ -64,7 +65,7 @@ class Frames:
                 f"entry {index}: its {what} runs past the end of the {self._container}"
             )
         self.offset = stop
-        return self._view[start:stop].tobytes()
+        return self._data[start:stop]
 
     def chunk(self, what: str, index: int) -> bytes:
         """The next chunk: its length, then as many bytes."""
@@ -72,7 +73,7 @@ class Frames:
         end = self._end
         if offset + _SIZE > end:
             raise self._error(f"entry {index}: truncated before the length of its {what}")
-        (size,) = LENGTH.unpack_from(self._view, offset)
+        (size,) = LENGTH.unpack_from(self._data, offset)
         start = offset + _SIZE
         stop = start + size
         if stop > end:
@@ -80,4 +81,4 @@ class Frames:
                 f"entry {index}: its {what} runs past the end of the {self._container}"
             )
         self.offset = stop
-        return self._view[start:stop].tobytes()
+        return self._data[start:stop]
