@@ -60,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=15, help="rounds")
     parser.add_argument("--cpu", type=int, default=None, help="the CPU to run on")
     args = parser.parse_args(argv)
-    names = sorted(p.name for p in SEEDS.glob("*.*")) if args.all else list(DEFAULT_BODIES)
+    names = (
+        sorted(p.name for p in SEEDS.iterdir() if p.suffix in (".xml", ".json"))
+        if args.all
+        else list(DEFAULT_BODIES)
+    )
     print(
         f"python {platform.python_version()}, pydantic {pydantic.VERSION}, "
         f"{platform.machine()}, {_pin_to_one_core(args.cpu)}"

@@ -27,6 +27,8 @@ from tests.support.system import Recorder, RunningSystem
 RUN_PREFIX = f"t{os.getpid()}{secrets.token_hex(2)}"
 _counter = itertools.count(1)
 SEEDS = Path(__file__).resolve().parents[1] / "workers" / "testing" / "seeds"
+#: The vendor's example callbacks (the seeds folder is a package: its code is not one).
+SEED_FILES = sorted(p for p in SEEDS.iterdir() if p.suffix in (".xml", ".json"))
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 

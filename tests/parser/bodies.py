@@ -27,6 +27,8 @@ _T = TypeVar("_T")
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 SEEDS = Path(__file__).resolve().parents[2] / "workers" / "testing" / "seeds"
+#: The vendor's example callbacks (the seeds folder is a package: its code is not one).
+SEED_FILES = sorted(p for p in SEEDS.iterdir() if p.suffix in (".xml", ".json"))
 CALLBACKS = FIXTURES / "callbacks"
 
 

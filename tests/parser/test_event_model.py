@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from shared.callbacks.events import CallbackEvent, Envelope
 from shared.callbacks.parser import parse_callback
 from shared.callbacks.routing import MAX_WORD_BYTES, routing_key, routing_word
-from tests.parser.bodies import CALLBACKS, SEEDS, parse_file
+from tests.parser.bodies import CALLBACKS, SEED_FILES, SEEDS, parse_file
 
-ALL_BODIES = sorted(SEEDS.glob("*.*")) + sorted(
+ALL_BODIES = SEED_FILES + sorted(
     p for p in CALLBACKS.glob("*.*") if p.name != "unbalanced-brackets.json"
 )
 ROUTING_WORD = re.compile(r"^[^\s.*#]+$")

@@ -14,7 +14,7 @@ import pytest
 from shared.callbacks.parser import parse_callback
 from shared.settings import Settings
 from shared.wire.events import entries_of
-from tests.conftest import SEEDS, StartSystem
+from tests.conftest import SEED_FILES, SEEDS, StartSystem
 from tests.support.broker import BrokerClient
 from tests.support.proxy import CuttableProxy
 from tests.support.system import Recorder
@@ -33,7 +33,7 @@ def _content_type(path: Path) -> str:
 async def test_every_seed_posted_over_http_reaches_a_consumer_as_its_typed_events(
     start_system: StartSystem,
 ) -> None:
-    seeds = sorted(SEEDS.glob("*.*"))
+    seeds = SEED_FILES
     assert len(seeds) == 12
     everything = Recorder("everything", ["#"])
     system = await start_system([everything])
