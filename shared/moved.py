@@ -1,7 +1,6 @@
 """Import paths that moved, kept working for one release with a warning.
 
-In 0.2 the modules of the callback model moved from ``shared`` to :mod:`shared.callbacks`;
-in 0.3 the workers' modules moved into rooms (``workers.router``, ``workers.runtime``), the
+In 0.3 the workers' modules moved into rooms (``workers.router``, ``workers.runtime``), the
 message formats into :mod:`shared.wire`, and a few modules took names that say what they
 hold. Importing an old path gives the new module itself (the same objects, so ``isinstance``
 checks hold) and a :class:`DeprecationWarning` naming the new path.
@@ -18,22 +17,9 @@ from types import ModuleType
 
 __all__ = ["MOVED", "install"]
 
-#: Old module path -> (new module path, the release that removes the old one).
+#: Old module path -> (new module path, the release that removes the old one). The paths
+#: of the callback model that moved in 0.2 (``shared.events`` ...) were removed in 0.3.
 MOVED: dict[str, tuple[str, str]] = {
-    f"shared.{name}": (f"shared.callbacks.{name}", "0.3")
-    for name in (
-        "events",
-        "jsonrepair",
-        "moderation",
-        "objects",
-        "operations",
-        "parser",
-        "routing",
-        "vendor",
-        "workflow",
-        "xmlsafe",
-    )
-} | {
     old: (new, "0.4")
     for old, new in {
         "shared.batchformat": "shared.wire.raw",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -95,19 +96,23 @@ def test_consumer_authors_import_everything_from_workers() -> None:
     assert all(hasattr(workers, name) for name in workers.__all__)
 
 
-def test_an_old_import_path_warns_and_gives_the_same_objects() -> None:
-    from shared.callbacks.events import CallbackEvent
+def test_the_paths_that_moved_in_0_2_are_gone_in_0_3() -> None:
+    """``shared.events`` and the other modules of the callback model warned for 0.2 only."""
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("shared.events")
 
-    sys.modules.pop("shared.events", None)
-    with pytest.warns(
-        DeprecationWarning, match=r"shared\.events moved to shared\.callbacks\.events"
-    ):
-        from shared.events import CallbackEvent as old  # type: ignore[import-not-found]
-    sys.modules.pop("shared.events", None)
-    assert old is CallbackEvent
-    spec = sys.modules["shared.callbacks.events"].__spec__
+
+def test_an_old_import_path_warns_and_gives_the_same_objects() -> None:
+    from shared.wire.raw import pack
+
+    sys.modules.pop("shared.batchformat", None)
+    with pytest.warns(DeprecationWarning, match=r"shared\.batchformat moved to shared\.wire\.raw"):
+        from shared.batchformat import pack as old  # type: ignore[import-not-found]
+    sys.modules.pop("shared.batchformat", None)
+    assert old is pack
+    spec = sys.modules["shared.wire.raw"].__spec__
     assert spec is not None
-    assert spec.name == "shared.callbacks.events"
+    assert spec.name == "shared.wire.raw"
 
 
 # The rooms of workers/ and shared/wire/ -----------------------------------------------------
