@@ -12,9 +12,8 @@ handler and to every middleware (:mod:`workers.middleware`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 
 from structlog.typing import FilteringBoundLogger
 
@@ -24,9 +23,9 @@ from shared.logs import get_logger
 __all__ = ["Delivery"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Delivery:
-    """One try of one event by one consumer.
+    """One try of one event by one consumer (read it, do not change it: the runtime made it).
 
     ``attempt`` counts from 1 (the first delivery) to ``max_attempts`` (the last before the
     event is parked). ``request_id`` is the ingress's id for the HTTP request that carried
@@ -41,19 +40,20 @@ class Delivery:
     idempotency_key: str
     request_id: str
     received_at: datetime | None
+    _log: FilteringBoundLogger | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, event: CallbackEvent, consumer: str, attempt: int, max_attempts: int) -> Delivery:
         """The delivery of ``event`` to ``consumer`` as its ``attempt``-th try."""
         envelope = event.envelope
         return cls(
-            consumer=consumer,
-            attempt=attempt,
-            max_attempts=max_attempts,
-            routing_key=event.routing_key,
-            idempotency_key=event.idempotency_key,
-            request_id=envelope.request_id if envelope is not None else "",
-            received_at=envelope.received_at if envelope is not None else None,
+            consumer,
+            attempt,
+            max_attempts,
+            event.routing_key,
+            event.idempotency_key,
+            envelope.request_id if envelope is not None else "",
+            envelope.received_at if envelope is not None else None,
         )
 
     @property
@@ -61,9 +61,14 @@ class Delivery:
         """True when a failure now parks the event rather than retrying it."""
         return self.attempt >= self.max_attempts
 
-    @cached_property
+    @property
     def log(self) -> FilteringBoundLogger:
         """A structlog logger bound with this delivery's facts (made on first use)."""
+        if self._log is None:
+            self._log = self._bound()
+        return self._log
+
+    def _bound(self) -> FilteringBoundLogger:
         return get_logger("consumer").bind(
             consumer=self.consumer,
             attempt=self.attempt,

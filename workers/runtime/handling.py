@@ -15,6 +15,7 @@ Read top to bottom, an event goes:
 
 from __future__ import annotations
 
+import asyncio
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -65,7 +66,9 @@ class ConsumerPolicy:
     """A consumer's declared policy with the settings' defaults filled in.
 
     ``chain`` is the middleware run around its handler, outermost first: the worker's own,
-    then the policy's :class:`~workers.middleware.TimeLimit`.
+    then the policy's :class:`~workers.middleware.TimeLimit`; empty when the worker has no
+    middleware (the handler then runs under its timeout without a chain: a chain of the
+    timeout alone cost a worker about 10 us an event).
     """
 
     retry: RetryPolicy
@@ -86,7 +89,7 @@ class ConsumerPolicy:
             concurrency=spec.concurrency or settings.concurrency,
             dedupe=spec.dedupe,
             dedupe_window=spec.dedupe_window or settings.dedupe_window,
-            chain=(*middleware, TimeLimit(timeout)),
+            chain=(*middleware, TimeLimit(timeout)) if middleware else (),
         )
 
 
@@ -164,7 +167,11 @@ async def handle_delivery(
     delivery = Delivery.of(event, consumer.spec.name, attempt, policy.retry.max_attempts)
     started = time.perf_counter()
     try:
-        await run_chain(policy.chain, consumer.call, event, delivery)
+        if policy.chain:
+            await run_chain(policy.chain, consumer.call, event, delivery)
+        else:
+            async with asyncio.timeout(policy.timeout):  # the chain of TimeLimit alone, inline
+                await consumer.call(event, delivery)
     except Exception as exc:  # CancelledError passes: cut off at shutdown, redelivered
         ran = time.perf_counter() - started
         if store is not None:
