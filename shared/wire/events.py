@@ -97,8 +97,13 @@ class Entry:
     ) -> aio_pika.Message:
         """A persistent message of this event alone: ``source``'s properties and headers
         (those of a whole batch left out), plus ``headers``; with ``event`` (this entry's,
-        when it validated), the headers of a message of one event."""
-        kept = {k: v for k, v in (source.headers or {}).items() if k not in _MESSAGE_HEADERS}
+        when it validated), the headers of a message of one event. A message that held this
+        event alone keeps its headers: they are the event's, whether it validated or not."""
+        received = source.headers or {}
+        if received.get(EVENT_COUNT, 1) == 1:
+            kept = dict(received)
+        else:
+            kept = {k: v for k, v in received.items() if k not in _MESSAGE_HEADERS}
         if event is not None:
             kept[IDEMPOTENCY_KEY] = event.idempotency_key
             kept[REQUEST_ID] = event.envelope.request_id if event.envelope else ""

@@ -211,6 +211,37 @@ async def test_a_framed_message_that_does_not_unpack_is_parked_whole(
     assert ocr.events == []
 
 
+async def test_an_event_that_does_not_validate_is_parked_with_its_own_headers_and_body(
+    settings: Settings, broker: BrokerClient
+) -> None:
+    """A message of one event: the parked copy keeps the event's idempotency key and request
+    id (the message's headers are its one event's) and its bytes, with the reason."""
+    ocr = Recorder("ocr-invalid", ["TaskFinish.#"])
+    broker.track([ocr.name], settings.retry_delays)
+    system = await RunningSystem.start(settings, [ocr.loaded()], ingress=False, router=False)
+    try:
+        [event] = parse_callback(OCR_XML.read_bytes())
+        good = events_message(event.routing_key, [encode(event)], event)
+        entry = encode(event)
+        invalid = entry.doc.replace(b'"job_id":', b'"job_id":{"not":"a string"},"x":', 1)
+        assert invalid != entry.doc
+        bad = events_message(event.routing_key, [type(entry)(invalid, entry.raw)], event)
+        assert bad.headers == good.headers
+        exchange = await broker.channel.get_exchange(settings.prefix + ".events")
+        await exchange.publish(bad, routing_key=event.routing_key)
+        dead = broker.topology.consumer(ocr.name, settings.retry_delays).dead
+        await eventually(lambda: broker.count_is(dead, 1))
+    finally:
+        await system.stop()
+    [parked] = await broker.take_all(dead)
+    headers = parked.headers or {}
+    assert parked.body == bad.body
+    assert headers["x-idempotency-key"] == event.idempotency_key
+    assert headers["x-request-id"] == (bad.headers or {})["x-request-id"]
+    assert "validation error" in str(headers["x-last-error"])
+    assert ocr.events == []
+
+
 async def test_a_worker_handles_an_event_message_published_by_another_client(
     start_system: StartSystem, broker: BrokerClient
 ) -> None:
