@@ -13,7 +13,6 @@ of its bodies is routed or parked exactly as the lone message it would have been
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable
@@ -43,8 +42,8 @@ from shared.wire.headers import PARSE_ERROR, PARSE_LOCATION
 from workers.router.metrics import RouterMetrics
 from workers.router.outbox import Outbox
 from workers.router.rawbodies import RawBody, raw_bodies
+from workers.settling import InFlight, wait_all
 from workers.settling import pause_before_requeue as _pause_before_requeue
-from workers.settling import wait_all
 
 __all__ = ["RouterService"]
 
@@ -65,7 +64,7 @@ class RouterService(ConsumingRole):
         self._outbox: Outbox | None = None
         self._raw: AbstractQueue | None = None
         self._tag: str | None = None
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight = InFlight()
 
     async def _consume(self, connection: AbstractRobustConnection) -> None:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -95,13 +94,8 @@ class RouterService(ConsumingRole):
         if self._stopping:
             await message.nack(requeue=True)
             return
-        task = asyncio.current_task()
-        assert task is not None
-        self._inflight.add(task)
-        try:
+        with self._inflight.tracking():
             await self._route(message)
-        finally:
-            self._inflight.discard(task)
 
     async def _route(self, message: AbstractIncomingMessage) -> None:
         """Route every body the delivery carries; ack it once all are published or parked.
@@ -198,8 +192,9 @@ class RouterService(ConsumingRole):
     async def _settle(self) -> None:
         if self._raw is not None and self._tag is not None:
             await within(5.0, self._raw.cancel(self._tag), "cancel consumer")
-        if self._inflight:
-            await asyncio.wait(set(self._inflight), timeout=self.settings.shutdown_grace)
+        cut_off = await self._inflight.finish(self.settings.shutdown_grace)
+        if cut_off:
+            log.warning("deliveries cut off at shutdown", count=cut_off)
         if self._outbox is not None:
             await self._outbox.close()
 

@@ -48,7 +48,7 @@ from workers.runtime.handling import (
     settle,
 )
 from workers.runtime.metrics import ConsumerMetrics, WorkerMetrics
-from workers.settling import pause_before_requeue, wait_all
+from workers.settling import InFlight, pause_before_requeue, wait_all
 
 __all__ = ["ConsumerRunner", "WorkerService"]
 
@@ -71,7 +71,7 @@ class ConsumerRunner:
     _queue: AbstractQueue | None = None
     _tag: str | None = None
     _stopping: bool = False
-    _inflight: set[asyncio.Task[None]] = field(default_factory=set)
+    _inflight: InFlight = field(default_factory=InFlight)
     _acks: AckGroup = field(default_factory=AckGroup)
     _slots: asyncio.Semaphore = field(init=False)  # handlers running at once
 
@@ -119,23 +119,19 @@ class ConsumerRunner:
             self._acks.settled(message)
             await message.nack(requeue=True)  # prefetched, not started: hand it back
             return
-        task = asyncio.current_task()
-        assert task is not None
-        self._inflight.add(task)
-        try:
-            await self._handle(message)
-        except asyncio.CancelledError:
-            raise  # cut off at shutdown: unacked, the broker redelivers it
-        except Exception as exc:
-            # A retry or park that could not be published (broker, dedupe store): hand the
-            # message back now rather than hold it unacked on a live channel.
-            log.warning("could not settle message, requeued", error=describe(exc))
-            await pause_before_requeue()
-            with contextlib.suppress(Exception):
-                self._acks.settled(message)
-                await message.nack(requeue=True)
-        finally:
-            self._inflight.discard(task)
+        with self._inflight.tracking():
+            try:
+                await self._handle(message)
+            except asyncio.CancelledError:
+                raise  # cut off at shutdown: unacked, the broker redelivers it
+            except Exception as exc:
+                # A retry or park that could not be published (broker, dedupe store): hand the
+                # message back now rather than hold it unacked on a live channel.
+                log.warning("could not settle message, requeued", error=describe(exc))
+                await pause_before_requeue()
+                with contextlib.suppress(Exception):
+                    self._acks.settled(message)
+                    await message.nack(requeue=True)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         """Handle every event the message carries; ack it once each is settled."""
@@ -196,13 +192,9 @@ class ConsumerRunner:
         self._stopping = True
         if self._queue is not None and self._tag is not None:
             await within(5.0, self._queue.cancel(self._tag), "cancel consumer")
-        if self._inflight:
-            _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
-            for task in pending:
-                task.cancel()  # unacked: the broker redelivers it to another worker
-            if pending:
-                await asyncio.wait(pending, timeout=1.0)
-                log.warning("handlers cut off at shutdown", consumer=self.name, count=len(pending))
+        cut_off = await self._inflight.finish(grace)
+        if cut_off:
+            log.warning("handlers cut off at shutdown", consumer=self.name, count=cut_off)
         await self._acks.drain()
         with contextlib.suppress(Exception):
             await self.consumer.shutdown()
