@@ -197,3 +197,21 @@ print(importlib.import_module({old!r}) is target)
         f"the old path goes in {removed_in}",
         "True",
     ]
+
+
+def test_the_top_of_workers_holds_the_author_api_and_loading_only() -> None:
+    """The roles have rooms of their own (router/, runtime/), as do the built-ins and the
+    test kit; what is left at the top is what an author imports and how consumers are
+    found, plus the settling both roles share."""
+    top = {path.stem for path in (ROOT / "workers").glob("*.py")}
+    rooms = {path.name for path in (ROOT / "workers").iterdir() if (path / "__init__.py").exists()}
+    assert top == {
+        "__init__",
+        "consumer",  # the contract: @consumer, Consumer, LoadedConsumer
+        "delivery",  # a handler's second parameter
+        "middleware",  # the hook around handling
+        "loader",  # finding consumers: module paths, entry points
+        "configured",  # the built-ins of the configuration file
+        "settling",  # the router's and the runtime's shared end of a delivery
+    }
+    assert rooms == {"router", "runtime", "builtin", "testing"}
