@@ -24,6 +24,7 @@ __all__ = [
     "PARSE_ERROR",
     "PARSE_LOCATION",
     "RECEIVED_AT_US",
+    "REPLAY",
     "REQUEST_ID",
     "ROUTING_KEY",
     "SOURCE_ADDRESS",
@@ -45,6 +46,9 @@ ROUTING_KEY = "x-routing-key"
 EVENT_COUNT = "x-event-count"  # framed messages only
 IDEMPOTENCY_KEY = "x-idempotency-key"  # a message of one event only
 REQUEST_ID = "x-request-id"  # a message of one event only
+#: An event re-delivered from the archive by `callback-fanout replay` (its value names the
+#: replay); the consumer's dedupe lets it through on purpose.
+REPLAY = "x-replay"
 
 # Why a copy was parked or retried: by the router (``<prefix>.unparsed``) ...
 PARSE_ERROR = "x-parse-error"

@@ -137,11 +137,14 @@ async def handle_delivery(
     entry: Entry,
     attempts_done: int,
     dedupe: DedupeStore | None,
+    *,
+    replayed: bool = False,
 ) -> Outcome:
     """Run ``consumer`` on the event of ``entry`` (one event of a message, as it travelled).
 
-    ``dedupe`` is used only when the policy deduplicates. Raises only what the dedupe store
-    raises after the handler succeeded, and ``CancelledError``.
+    ``dedupe`` is used only when the policy deduplicates, and never for an event ``replayed``
+    from the archive (``x-replay``): an operator re-delivers it on purpose. Raises only what
+    the dedupe store raises after the handler succeeded, and ``CancelledError``.
     """
     attempt = attempts_done + 1
     try:
@@ -152,7 +155,7 @@ async def handle_delivery(
         mismatch = consumer.operations.mismatch(event)
         if mismatch is not None:  # another kind of event: no try of this handler will take it
             return Outcome("parked", attempt, attempt, event, mismatch)
-    store = dedupe if policy.dedupe else None
+    store = dedupe if policy.dedupe and not replayed else None
     key = f"{consumer.spec.name}:{event.idempotency_key}"
     if store is not None:
         try:

@@ -33,7 +33,7 @@ from shared.settings import Settings
 from shared.topology import ConsumerQueues, Topology
 from shared.wire.envelope import parked_copy
 from shared.wire.events import EVENT_COUNT_HEADER, Entry, EventFormatError, entries_of
-from shared.wire.headers import ATTEMPTS
+from shared.wire.headers import ATTEMPTS, REPLAY
 from workers.consumer import LoadedConsumer
 from workers.loader import load_middleware
 from workers.middleware import Middleware
@@ -166,7 +166,12 @@ class ConsumerRunner:
                 metrics.in_flight.inc()
             try:
                 outcome = await handle_delivery(
-                    self.consumer, self.handling, entry, done, self.dedupe
+                    self.consumer,
+                    self.handling,
+                    entry,
+                    done,
+                    self.dedupe,
+                    replayed=REPLAY in (message.headers or {}),
                 )
             finally:
                 if metrics is not None:
