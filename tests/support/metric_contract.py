@@ -19,6 +19,8 @@ CONTRACT: dict[str, str] = {
     "callback_fanout_router_events_total": "counter",
     "callback_fanout_router_parse_seconds": "histogram",
     "callback_fanout_router_batch_events": "histogram",
+    "callback_fanout_sender_delay_seconds": "histogram",
+    "callback_fanout_sender_delay_negative_total": "counter",
     "callback_fanout_consumer_events_total": "counter",
     "callback_fanout_consumer_handle_seconds": "histogram",
     "callback_fanout_consumer_lag_seconds": "histogram",

@@ -1,12 +1,37 @@
 """The router's metrics: bodies routed or parked, events by (catalogued) event name, tag and
-state, events per confirmed message, parse time. Children are bound here, once."""
+state, events per confirmed message, parse time, the sender's own delay. Children are bound
+here, once."""
 
 from __future__ import annotations
 
 from shared.callbacks.catalogue import known_words
-from shared.metrics import BATCH_BUCKETS, PARSE_BUCKETS, Counter, CounterFamily, Histogram, Metrics
+from shared.callbacks.events import CallbackEvent
+from shared.metrics import (
+    BATCH_BUCKETS,
+    PARSE_BUCKETS,
+    Counter,
+    CounterFamily,
+    Histogram,
+    HistogramFamily,
+    Metrics,
+)
 
-__all__ = ["RouterMetrics"]
+__all__ = ["SENDER_DELAY_BUCKETS", "RouterMetrics", "sender_delay"]
+
+#: Seconds from a job's end (the vendor's clock) to the ingress's receive time: 1 s to 1 day.
+SENDER_DELAY_BUCKETS = (
+    1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400
+)  # fmt: skip
+
+
+def sender_delay(event: CallbackEvent) -> float | None:
+    """Seconds from the job's ``end_time`` (the vendor's clock) to the ingress's receive time
+    (ours); None when the event has no end time or no envelope. Negative when the clocks
+    disagree by more than the delay (skew)."""
+    envelope = event.envelope
+    if event.end_time is None or envelope is None:
+        return None
+    return (envelope.received_at - event.end_time).total_seconds()
 
 
 class RouterMetrics:
@@ -39,6 +64,36 @@ class RouterMetrics:
             PARSE_BUCKETS,
         ).labels()
 
-    def event_routed(self, routing_key: str) -> None:
-        """Count one published event (its labels come from a closed set)."""
-        self._events.labels(*known_words(routing_key)).inc()
+        self._sender_delay: HistogramFamily = metrics.histogram(
+            "callback_fanout_sender_delay_seconds",
+            "Seconds from a job's EndTime (the vendor's clock) to the ingress's receive time "
+            "(ours), by the job's tag (`other` outside the vendor's catalogue): how late the "
+            "vendor calls back. Negative delays (clock skew) are not observed here but "
+            "counted in callback_fanout_sender_delay_negative_total.",
+            SENDER_DELAY_BUCKETS,
+            ("tag",),
+        )
+        self._sender_negative: CounterFamily = metrics.counter(
+            "callback_fanout_sender_delay_negative_total",
+            "Events whose job ended after the ingress received them by the vendor's and our "
+            "clocks (clock skew), by tag; left out of callback_fanout_sender_delay_seconds.",
+            ("tag",),
+        )
+        self._delay_children: dict[str, tuple[Histogram, Counter]] = {}
+
+    def event_routed(self, routing_key: str, delay: float | None = None) -> None:
+        """Count one published event (its labels come from a closed set), and the sender's
+        delay of its job (:func:`sender_delay`) when known."""
+        words = known_words(routing_key)
+        self._events.labels(*words).inc()
+        if delay is None:
+            return
+        tag = words[1]
+        children = self._delay_children.get(tag)
+        if children is None:  # both made at once: the negative count reads 0, not nothing
+            children = (self._sender_delay.labels(tag), self._sender_negative.labels(tag))
+            self._delay_children[tag] = children
+        if delay >= 0:
+            children[0].observe(delay)
+        else:
+            children[1].inc()
