@@ -164,6 +164,10 @@ class _EventAlias(types.GenericAlias):
         return model(*args, **kwargs)  # no __orig_class__ on a frozen model
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class Envelope(BaseModel):
     """What the ingress knew about the HTTP request that carried the body."""
 
@@ -177,6 +181,10 @@ class Envelope(BaseModel):
     content_type: str | None = None
     headers: dict[str, str] = {}
     token_name: str | None = None
+    #: W3C Trace Context the event continues (the router's publish of it), when traced;
+    #: left out of the JSON when ``None``.
+    traceparent: str | None = Field(None, exclude_if=_is_none)
+    tracestate: str | None = Field(None, exclude_if=_is_none)
     #: The body as it came, byte for byte. Empty only in an event validated from JSON that
     #: left it out, where it travels beside the JSON (``RAW_BODY_CONTEXT``).
     raw_body: bytes = Field(b"", validate_default=True)

@@ -35,6 +35,8 @@ def envelope(facts: RequestFacts, body: bytes) -> Envelope:
         content_type=facts.content_type,
         headers=headers if type(headers) is dict else dict(headers),
         token_name=facts.token_name or None,
+        traceparent=facts.traceparent or None,
+        tracestate=facts.tracestate or None,
         raw_body=body,
     )
 

@@ -6,10 +6,12 @@ by the router. It travels in one of two forms, both written and read here only:
 - on a **lone raw message**, as the message's properties: ``message_id`` is the request
   id, ``content_type`` the request's, and the headers ``x-received-at-us`` (an integer:
   microseconds since the epoch), ``x-http-headers`` (the kept request headers),
-  ``x-source-address`` and ``x-token-name`` (each only when known);
+  ``x-source-address`` and ``x-token-name`` (each only when known), and the W3C Trace
+  Context of the ingress's publish as ``traceparent`` and ``tracestate`` (when traced);
 - in a **batch entry** (``shared.wire.raw``), as a JSON object in ASCII with request_id,
   received_at (seconds since the epoch, exact), content_type, source_address, headers and
-  token_name.
+  token_name; and traceparent and tracestate when traced (absent otherwise, so that a body
+  that is not traced is written as before).
 
 The instant a body was received is :attr:`RequestFacts.received_at_us` whatever the form,
 so a body reads the same in a batch as alone. This module does not load the callback model:
@@ -29,7 +31,14 @@ import aio_pika
 from aio_pika.abc import AbstractMessage, HeadersType
 from pamqp.commands import Basic
 
-from shared.wire.headers import HTTP_HEADERS, RECEIVED_AT_US, SOURCE_ADDRESS, TOKEN_NAME
+from shared.wire.headers import (
+    HTTP_HEADERS,
+    RECEIVED_AT_US,
+    SOURCE_ADDRESS,
+    TOKEN_NAME,
+    TRACEPARENT,
+    TRACESTATE,
+)
 
 __all__ = ["FactsError", "RequestFacts", "http_headers"]
 
@@ -52,6 +61,9 @@ class RequestFacts(NamedTuple):
     source_address: str | None
     headers: Mapping[str, str] = _NO_HEADERS
     token_name: str | None = None
+    #: W3C Trace Context of the ingress's publish of the body (``shared.otel``), when traced.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     @property
     def received_at_us(self) -> int:
@@ -96,6 +108,10 @@ class RequestFacts(NamedTuple):
             headers[SOURCE_ADDRESS] = self.source_address
         if self.token_name:
             headers[TOKEN_NAME] = self.token_name
+        if self.traceparent:
+            headers[TRACEPARENT] = self.traceparent
+        if self.tracestate:
+            headers[TRACESTATE] = self.tracestate
         return headers
 
     @classmethod
@@ -113,6 +129,8 @@ class RequestFacts(NamedTuple):
         received = headers.get(RECEIVED_AT_US)
         source = headers.get(SOURCE_ADDRESS)
         token = headers.get(TOKEN_NAME)
+        traceparent = headers.get(TRACEPARENT)
+        tracestate = headers.get(TRACESTATE)
         # tuple.__new__: the named tuple's own constructor is a Python call, once per body.
         return tuple.__new__(
             cls,
@@ -126,6 +144,8 @@ class RequestFacts(NamedTuple):
                 source if source is None or type(source) is str else _text(source),
                 http_headers(headers.get(HTTP_HEADERS)),
                 token if token is None or type(token) is str else _text(token),
+                traceparent if traceparent is None or type(traceparent) is str else None,
+                tracestate if tracestate is None or type(tracestate) is str else None,
             ),
         )
 
@@ -135,11 +155,16 @@ class RequestFacts(NamedTuple):
         """The facts as a batch entry carries them: a JSON object in ASCII, written field by
         field (the general encoder costs several times more, once per body)."""
         headers = ",".join(f"{_quote(k)}:{_quote(v)}" for k, v in self.headers.items())
+        traced = ""
+        if self.traceparent:
+            traced = f',"traceparent":{_quote(self.traceparent)}'
+        if self.tracestate:
+            traced += f',"tracestate":{_quote(self.tracestate)}'
         return (
             f'{{"request_id":{_quote(self.request_id)},"received_at":{self.received_at!r},'
             f'"content_type":{_optional(self.content_type)},'
             f'"source_address":{_optional(self.source_address)},'
-            f'"headers":{{{headers}}},"token_name":{_optional(self.token_name)}}}'
+            f'"headers":{{{headers}}},"token_name":{_optional(self.token_name)}{traced}}}'
         ).encode()
 
     @classmethod
@@ -163,7 +188,8 @@ class RequestFacts(NamedTuple):
         ):
             raise FactsError("meta: headers must map strings to strings")
         optional = {k: fields[k] for k in ("content_type", "source_address", "token_name")}
-        for key, value in optional.items():
+        traced = {k: fields.get(k) for k in ("traceparent", "tracestate")}
+        for key, value in (*optional.items(), *traced.items()):
             if value is not None and not isinstance(value, str):
                 raise FactsError(f"meta: {key} must be a string or null")
         return cls(
@@ -173,6 +199,8 @@ class RequestFacts(NamedTuple):
             source_address=optional["source_address"],
             headers=headers,
             token_name=optional["token_name"],
+            traceparent=traced["traceparent"],
+            tracestate=traced["tracestate"],
         )
 
 

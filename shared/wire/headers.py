@@ -29,6 +29,9 @@ __all__ = [
     "ROUTING_KEY",
     "SOURCE_ADDRESS",
     "TOKEN_NAME",
+    "TRACEPARENT",
+    "TRACESTATE",
+    "TRACE_REPLAY_OF",
 ]
 
 # A lone raw body (ingress -> router): the request's facts beside ``message_id`` and
@@ -58,6 +61,13 @@ ATTEMPTS = "x-attempts"
 LAST_ERROR = "x-last-error"
 CONSUMER = "x-consumer"
 DEAD_AT = "x-dead-at"  # whole seconds since the epoch
+
+# W3C Trace Context (``shared.otel``): on a raw message, the ingress's publish; on a retried or
+# parked copy, the consumer's attempt that sent it there. A replayed copy carries its original
+# ``traceparent`` as ``x-trace-replay-of``: its new trace links to the old one.
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+TRACE_REPLAY_OF = "x-trace-replay-of"
 
 # Written by the broker: dead-lettering, and a quorum queue's redeliveries.
 DEATH = "x-death"

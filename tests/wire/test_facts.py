@@ -25,6 +25,8 @@ _facts = st.builds(
     source_address=st.none() | _text,
     headers=st.dictionaries(_text, st.text(max_size=30), max_size=4),
     token_name=st.none() | _text,
+    traceparent=st.none() | st.from_regex(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]", fullmatch=True),
+    tracestate=st.none() | _text,
 )
 
 
