@@ -4,6 +4,10 @@
 [settings]                     # optional; keys are the settings' names
 prefix = "callbacks"
 
+[history]                      # optional: the delivery history (settings history_<key>)
+dsn = { env = "HISTORY_DSN" }  # a secret, as every DSN
+retention = "7d"
+
 [consumers.billing]            # a consumer built from a built-in; its name is the table's
 use = "forward"
 routes = ["TaskFinish.*.Success"]
@@ -30,20 +34,24 @@ from shared.errors import ConfigError
 
 __all__ = ["ConfigFile", "key_of", "secret_fields"]
 
-_SECTIONS = ("settings", "consumers")
+_SECTIONS = ("settings", "history", "consumers")
+#: The keys of ``[history]``: each is the setting ``history_<key>``.
+_HISTORY_KEYS = ("dsn", "retention")
 
 
 @dataclass(frozen=True)
 class ConfigFile:
-    """The file's two tables, as read (secret references not yet resolved)."""
+    """The file's tables, as read (secret references not yet resolved)."""
 
     path: Path
     settings: Mapping[str, Any] = field(repr=False)
     consumers: Mapping[str, Mapping[str, Any]] = field(repr=False)
+    history: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def read(cls, path: Path) -> ConfigFile:
-        """Read and check the file's shape: only ``[settings]`` and ``[consumers.<name>]``."""
+        """Read and check the file's shape: only ``[settings]``, ``[history]`` and
+        ``[consumers.<name>]``."""
         where = f"config {path}"
         try:
             text = path.read_text(encoding="utf-8")
@@ -58,7 +66,9 @@ class ConfigFile:
         config = cls(path, {}, {})
         for key in document:
             if key not in _SECTIONS:
-                raise config.error(key, "unknown key (expected [settings] or [consumers.<name>])")
+                raise config.error(
+                    key, "unknown key (expected [settings], [history] or [consumers.<name>])"
+                )
         settings = document.get("settings", {})
         if not isinstance(settings, dict):
             raise config.error("settings", "must be a table")
@@ -68,7 +78,22 @@ class ConfigFile:
         for name, table in consumers.items():
             if not isinstance(table, dict):
                 raise config.error(f"consumers.{name}", "must be a table")
-        return cls(path, settings, consumers)
+        history = document.get("history", {})
+        if not isinstance(history, dict):
+            raise config.error("history", "must be a table")
+        for key in history:
+            if key not in _HISTORY_KEYS:
+                raise config.error(
+                    f"history.{key}", f"unknown key (known: {', '.join(_HISTORY_KEYS)})"
+                )
+        return cls(path, settings, consumers, history)
+
+    def setting_values(self) -> list[tuple[str, str, Any]]:
+        """``(setting, key, value)`` of every setting the file gives: ``[settings]``'s, and
+        ``[history]``'s as ``history_<key>`` (``key`` is where the file says it)."""
+        given = [(name, f"settings.{name}", value) for name, value in self.settings.items()]
+        given += [(f"history_{k}", f"history.{k}", v) for k, v in self.history.items()]
+        return given
 
     def error(self, key: str, problem: str) -> ConfigError:
         """``config <path>: <key>: <problem>``: the one line a bad file stops the command with."""

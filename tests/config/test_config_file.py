@@ -55,7 +55,10 @@ def _worker_error(path: Path, capsys: pytest.CaptureFixture[str], *flags: str) -
 
 LITERAL = 'a secret cannot be written in the file: use { env = "NAME" } or { file = "path" }'
 BAD_FILES = [
-    ("[consumer.billing]\n", "consumer: unknown key (expected [settings] or [consumers.<name>])"),
+    (
+        "[consumer.billing]\n",
+        "consumer: unknown key (expected [settings], [history] or [consumers.<name>])",
+    ),
     ("settings = 3\n", "settings: must be a table"),
     ("consumers = [1]\n", "consumers: must be a table of [consumers.<name>] tables"),
     ("[settings]\nprefixx = 'a'\n", "settings.prefixx: unknown setting"),

@@ -47,6 +47,7 @@ from workers.runtime.handling import (
     parked_headers,
     settle,
 )
+from workers.runtime.history import HistoryWriter
 from workers.runtime.metrics import ConsumerMetrics, WorkerMetrics
 from workers.settling import InFlight, pause_before_requeue, wait_all
 
@@ -65,6 +66,7 @@ class ConsumerRunner:
     dedupe: DedupeStore | None = None
     metrics: ConsumerMetrics | None = None
     middleware: Sequence[Middleware] = ()
+    history: HistoryWriter | None = None
     handling: ConsumerPolicy = field(init=False)
     queues: ConsumerQueues = field(init=False)
     _channel: AbstractChannel | None = None
@@ -148,7 +150,7 @@ class ConsumerRunner:
                 parked_copy(message, parked_headers(outcome, self.name)), self.queues.dead
             )
             log.error("event parked in dead queue", error=reason, queue=self.queues.dead)
-            self._count(outcome)
+            self._count(outcome, message)
         else:
             await wait_all([self._handle_entry(message, entry, done) for entry in entries])
         self._acks.ack(message)
@@ -179,11 +181,13 @@ class ConsumerRunner:
         await settle(
             outcome, entry, message, consumer=self.name, queues=self.queues, publish=self._publish
         )
-        self._count(outcome)
+        self._count(outcome, message)
 
-    def _count(self, outcome: Outcome) -> None:
+    def _count(self, outcome: Outcome, message: AbstractIncomingMessage) -> None:
         if self.metrics is not None:
             self.metrics.record(outcome)  # settled: acked, retried or parked
+        if self.history is not None:
+            self.history.record(self.name, outcome, message)  # queued, written aside
 
     async def _publish(self, copy: aio_pika.Message, queue: str) -> None:
         """Publish ``copy`` to ``queue`` and wait for the broker's confirm."""
@@ -231,6 +235,7 @@ class WorkerService(ConsumingRole):
         self.topology = Topology(settings.prefix, settings.quorum_initial_group_size)
         self.store = build_store(settings) if any(c.spec.dedupe for c in consumers) else None
         counted = WorkerMetrics(self.metrics) if self.metrics is not None else None
+        self.history = HistoryWriter.from_settings(settings, self.metrics)
         self.runners = [
             ConsumerRunner(
                 c,
@@ -239,6 +244,7 @@ class WorkerService(ConsumingRole):
                 self.store,
                 counted.consumer(c.spec.name) if counted is not None else None,
                 middleware,
+                self.history,
             )
             for c in consumers
         ]
@@ -246,6 +252,8 @@ class WorkerService(ConsumingRole):
     async def start(self) -> None:
         if not self.runners:
             log.warning("worker has no consumers: pass --consumer or install a consumer package")
+        if self.history is not None:
+            self.history.start()
         await super().start()
 
     async def _consume(self, connection: AbstractRobustConnection) -> None:
@@ -263,5 +271,7 @@ class WorkerService(ConsumingRole):
 
     async def _settle(self) -> None:
         await asyncio.gather(*(r.stop(self.settings.shutdown_grace) for r in self.runners))
+        if self.history is not None:
+            await self.history.close()
         if self.store is not None:
             await self.store.close()
