@@ -236,6 +236,8 @@ async def replay(
         async for row in archive.events(plan.window, after=plan.after):
             if stop is not None and stop.is_set():
                 done.stopped = True
+                if progress is not None:
+                    progress(done)
                 break
             await pace.wait()
             await _send(channel, plan, row, done)

@@ -164,7 +164,7 @@ async def run_replay(
             plan = await plan_replay(
                 connection, topology, archive, request, checkpoints, restart=args.restart
             )
-            _print_plan(plan, out, dry_run=args.dry_run)
+            _print_plan(plan, out, asked=args.yes and not args.dry_run)
             if args.dry_run or plan.pending == 0:
                 return 0
             if not args.yes and not _confirmed(plan):
@@ -229,10 +229,11 @@ def _archive_of(args: argparse.Namespace, settings: Settings) -> ArchiveTable:
     return ArchiveTable(options.dsn.get_secret_value(), options.table)
 
 
-def _print_plan(plan: ReplayPlan, out: TextIO, *, dry_run: bool) -> None:
+def _print_plan(plan: ReplayPlan, out: TextIO, *, asked: bool) -> None:
+    """What the replay sends; ``asked``: it goes ahead without a question (--yes)."""
     from callback_fanout.tables import console_for, is_terminal
 
-    verb = "would replay" if dry_run else "replaying"
+    verb = "replaying" if asked else "would replay"
     earlier = f", {plan.done:,} sent by an earlier run of this command" if plan.done else ""
     print(
         f"{verb} {plan.pending:,} events to {plan.queue} ({plan.total:,} in the window{earlier})",
@@ -280,7 +281,7 @@ def _confirmed(plan: ReplayPlan) -> bool:
     if not sys.stdin.isatty():
         print("refusing to replay without --yes (no terminal to ask)", file=sys.stderr)
         return False
-    answer = input(f"replay {plan.pending} events to {plan.queue}? [y/N] ")
+    answer = input(f"replay {plan.pending:,} events to {plan.queue}? [y/N] ")
     return answer.strip().lower() in ("y", "yes")
 
 
@@ -325,13 +326,21 @@ def _progress_bar(
         TextColumn("left"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console_for(out)) as bar:
-        task = bar.add_task("replay", total=plan.pending)
+    # Shown from the first event sent to the last: the replay's log lines go before and after.
+    bar = Progress(*columns, console=console_for(out))
+    task = bar.add_task("replay", total=plan.pending)
 
-        def show(done: ReplayProgress) -> None:
-            bar.update(task, completed=done.sent + done.refused)
+    def show(done: ReplayProgress) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done.sent + done.refused)
+        if done.stopped or done.finished:
+            bar.stop()
 
+    try:
         yield show
+    finally:
+        bar.stop()
 
 
 def _print_done(plan: ReplayPlan, done: ReplayProgress, out: TextIO) -> None:
@@ -340,9 +349,9 @@ def _print_done(plan: ReplayPlan, done: ReplayProgress, out: TextIO) -> None:
     )
     if done.stopped:
         print(
-            f"stopped after {done.sent} of {plan.pending} events to {plan.queue}{refused}: "
+            f"stopped after {done.sent:,} of {plan.pending:,} events to {plan.queue}{refused}: "
             "run the same command again to send the rest",
             file=out,
         )
     else:
-        print(f"replayed {done.sent} events to {plan.queue}{refused}", file=out)
+        print(f"replayed {done.sent:,} events to {plan.queue}{refused}", file=out)
