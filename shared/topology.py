@@ -215,3 +215,18 @@ class Topology:
         for route in routes:
             await main.bind(events, routing_key=route)
         return main
+
+    async def declare_all(
+        self,
+        channel: AbstractChannel,
+        consumers: Sequence[tuple[ConsumerQueues, Sequence[str]]],
+    ) -> list[str]:
+        """Everything a deployment of ``consumers`` uses: the raw queue, the events exchange
+        and its unrouted queue, and each consumer's queues bound with its routes (``declare``,
+        before routers start). The names of the queues, in the order they were declared."""
+        await self.declare_router(channel)
+        declared = [self.unparsed, self.raw, self.unrouted]
+        for queues, routes in consumers:
+            await self.declare_consumer(channel, queues, routes)
+            declared += [queues.dead, queues.main, *(name for _, name in queues.delays)]
+        return declared

@@ -32,7 +32,8 @@ _TEXTS = {
 }
 
 #: The roles each command runs, in the order they start (they stop in reverse): in `run`
-#: the consumers are ready before the router, and the router before callbacks come in.
+#: the consumers are ready before the router, and the router before callbacks come in; the
+#: router consumes the raw queue only once the worker has bound its consumers' queues.
 _ROLES = {
     "run": ("worker", "router", "ingress"),
     "ingress": ("ingress",),
@@ -48,7 +49,10 @@ def add(sub: Subcommands) -> None:
         parser.set_defaults(handler=with_settings(_run))
 
 
-def _build(role: str, settings: Settings, metrics: Metrics | None) -> RoleService:
+def _build(
+    role: str, settings: Settings, metrics: Metrics | None, *, before: RoleService | None
+) -> RoleService:
+    """One role; ``before`` is the role started just before it in this process (`run`)."""
     if role == "ingress":
         from ingress.server import IngressService
 
@@ -56,7 +60,9 @@ def _build(role: str, settings: Settings, metrics: Metrics | None) -> RoleServic
     if role == "router":
         from workers.router.service import RouterService
 
-        return RouterService(settings, metrics)
+        # In `run`, route only once the worker's consumer queues are declared and bound.
+        after = before.wait_started if before is not None and before.name == "worker" else None
+        return RouterService(settings, metrics, routes_after=after)
     from workers.loader import consumers_of
     from workers.runtime.worker import WorkerService
 
@@ -73,7 +79,9 @@ def services(command: str, settings: Settings) -> list[Service]:
     if command == "run" and settings.spool_dir is None:
         # One process holds everything: keep what the broker cannot take now on local disk.
         settings = settings.model_copy(update={"spool_dir": DEFAULT_RUN_SPOOL})
-    roles = [_build(role, settings, metrics) for role in _ROLES[command]]
+    roles: list[RoleService] = []
+    for role in _ROLES[command]:
+        roles.append(_build(role, settings, metrics, before=roles[-1] if roles else None))
     if settings.health_port is None:
         return list(roles)
     from shared.health import HealthService

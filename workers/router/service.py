@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import aio_pika
 from aio_pika.abc import (
@@ -55,8 +55,18 @@ class RouterService(ConsumingRole):
 
     name = "router"
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        *,
+        routes_after: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
+        """``routes_after``, when given, is awaited before the raw queue is consumed: `run`
+        passes its worker's start, so that no event is routed before its consumer's queue is
+        bound (it would go to ``<prefix>.unrouted``)."""
         super().__init__(settings, metrics)
+        self._routes_after = routes_after
         self.topology = Topology(settings.prefix, settings.quorum_initial_group_size)
         self._counted = RouterMetrics(self.metrics) if self.metrics is not None else None
         self._channel: AbstractChannel | None = None  # consumes the raw queue
@@ -81,6 +91,8 @@ class RouterService(ConsumingRole):
             batch_events=self._counted.batch_events if self._counted is not None else None,
         )
         self._channel = channel
+        if self._routes_after is not None:
+            await self._routes_after()
         self._tag = await self._raw.consume(self._on_message)
         log.info("router consuming", queue=self.topology.raw)
 
