@@ -50,9 +50,10 @@ def _read_by(*commands: str) -> JsonDict:
 # Who reads a setting, beside each field: a command's --help offers the settings it reads.
 _INGRESS = _read_by("ingress")
 _ROLES = _read_by(*RUN_ROLES)
-_CONSUMERS = _read_by("worker", "declare", "status", "parked")  # the consumers the workers load
-_BROKER = _read_by(*RUN_ROLES, "declare", "status", "parked")
-_EVERY = _read_by(*RUN_ROLES, "declare", "status", "parked", "schema")
+# the consumers the workers load
+_CONSUMERS = _read_by("worker", "declare", "status", "parked", "trace")
+_BROKER = _read_by(*RUN_ROLES, "declare", "status", "parked", "trace")
+_EVERY = _read_by(*RUN_ROLES, "declare", "status", "parked", "schema", "trace")
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -294,6 +295,23 @@ class Settings(BaseSettings):
         description="Default seconds a handled idempotency key is remembered.",
         json_schema_extra=_read_by("worker"),
     )
+    # Delivery history
+    history_dsn: SecretStr | None = Field(
+        None,
+        description="PostgreSQL DSN of the delivery history (`postgresql://user:password@host/"
+        "db`): every outcome a worker decides is written there in batches, beside the work, "
+        "and `trace` reads it (unset: no history; in the configuration file `[history]` "
+        "`dsn`, a secret).",
+        json_schema_extra=_read_by("worker", "trace"),
+    )
+    history_retention: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="How long the delivery history keeps an outcome: seconds, or a number "
+        "with a unit (`90m`, `36h`, `7d`); older rows are removed every few minutes "
+        "(in the configuration file `[history]` `retention`).",
+        json_schema_extra=_read_by("worker"),
+    )
     # Operations
     management_url: SecretStr = Field(
         SecretStr("auto"),
@@ -328,6 +346,11 @@ class Settings(BaseSettings):
     @classmethod
     def _lists_from_csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("history_retention", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return _seconds_of(value) if isinstance(value, str) else value
 
     @field_validator("spool_dir", mode="before")
     @classmethod
@@ -423,8 +446,7 @@ class Settings(BaseSettings):
         config = ConfigFile.read(first.config)
         environ = os.environ if environ is None else environ
         from_file: dict[str, Any] = {}
-        for name, value in config.settings.items():
-            key = f"settings.{name}"
+        for name, key, value in config.setting_values():
             if name not in cls.model_fields:
                 raise config.error(key, "unknown setting")
             if name == "config":
@@ -475,6 +497,18 @@ def settings_of(command: str) -> list[str]:
 def _message(err: Any) -> str:
     """pydantic's message without its ``Value error,`` preamble."""
     return str(err["msg"]).removeprefix("Value error, ")
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _seconds_of(text: str) -> object:
+    """``"36h"`` as seconds; text that is not a duration is left for pydantic to refuse."""
+    match = _DURATION_RE.fullmatch(text.lower())
+    if match is None:
+        return text
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 def _url_problem(url: str) -> str | None:
