@@ -24,6 +24,8 @@ from tests.support.promql import (
 
 ROOT = Path(__file__).parent.parent
 APP_SERVICES = ("ingress", "router", "worker")
+#: The ingress replicas: a compose service each, so that each has a spool volume of its own.
+INGRESS_SERVICES = ("ingress", "ingress-2")
 
 
 def compose() -> dict[str, Any]:
@@ -34,11 +36,16 @@ def compose() -> dict[str, Any]:
 def test_compose_runs_rabbitmq_a_balanced_ingress_pair_a_router_and_two_workers() -> None:
     services = compose()["services"]
     assert set(services) >= {"rabbitmq", "lb", *APP_SERVICES, "prometheus", "grafana"}
-    assert services["ingress"]["deploy"]["replicas"] == 2
+    assert [name for name in services if name.startswith("ingress")] == list(INGRESS_SERVICES)
+    assert set(services["lb"]["depends_on"]) == set(INGRESS_SERVICES)
     assert services["worker"]["deploy"]["replicas"] == 2
     assert "management" in services["rabbitmq"]["image"]
     assert services["rabbitmq"]["volumes"]
     for name, service in services.items():
+        if name == "declare":  # runs once, before the router
+            assert service["restart"] == "no"
+            assert service["healthcheck"] == {"disable": True}
+            continue
         assert service.get("restart") == "unless-stopped", name
         assert service.get("healthcheck", {}).get("test"), name
 
@@ -55,6 +62,22 @@ def test_every_app_service_runs_an_existing_command_with_existing_settings() -> 
     assert "CALLBACK_FANOUT_CONSUMERS" in services["worker"]["environment"]
 
 
+def test_the_router_starts_once_declare_bound_the_workers_consumers_queues() -> None:
+    services = compose()["services"]
+    declare = services["declare"]
+    assert _build_parser().parse_args(declare["command"]).command == "declare"
+    worker_env, declare_env = services["worker"]["environment"], declare["environment"]
+    for variable in (
+        "CALLBACK_FANOUT_CONSUMERS",
+        "CALLBACK_FANOUT_PREFIX",
+        "CALLBACK_FANOUT_CONFIG",
+    ):
+        assert declare_env[variable] == worker_env[variable], variable  # the same consumers
+    waits = services["router"]["depends_on"]
+    assert waits["declare"] == {"condition": "service_completed_successfully"}
+    assert waits["rabbitmq"] == {"condition": "service_healthy"}
+
+
 def test_compose_holds_no_secret_and_no_guest_broker_user() -> None:
     urls = compose()["services"]["router"]["environment"]["CALLBACK_FANOUT_AMQP_URL"]
     for url in urls.split(","):
@@ -66,6 +89,31 @@ def test_compose_holds_no_secret_and_no_guest_broker_user() -> None:
     assert ingress["environment"]["CALLBACK_FANOUT_TOKEN_FILE"].startswith("/run/secrets/")
     assert compose()["secrets"]["fanout_tokens"] == {"environment": "FANOUT_TOKENS"}
     assert compose()["secrets"]["rabbitmq_cookie"] == {"environment": "RABBITMQ_COOKIE"}
+
+
+def test_every_ingress_replica_spools_on_a_volume_of_its_own_behind_the_balancer() -> None:
+    loaded = compose()
+    services = loaded["services"]
+    parser = _build_parser()
+    volumes = []
+    for name in INGRESS_SERVICES:
+        service = services[name]
+        assert parser.parse_args(service["command"]).command == "ingress", name
+        assert "replicas" not in service.get("deploy", {}), name  # one container: one volume
+        spool_dir = service["environment"]["CALLBACK_FANOUT_SPOOL_DIR"]
+        assert spool_dir.startswith("/"), name
+        mounted = {
+            m[2]: m[1] for v in service["volumes"] if (m := re.fullmatch(r"(.+):(/[^:]*)(:ro)?", v))
+        }
+        assert mounted[spool_dir] in loaded["volumes"], name  # a named volume, kept
+        volumes.append(mounted[spool_dir])
+        assert service["environment"]["CALLBACK_FANOUT_TOKEN_FILE"].startswith("/run/secrets/")
+        assert service["healthcheck"]["test"], name
+    assert len(set(volumes)) == len(INGRESS_SERVICES)  # a volume of its own each
+    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert re.findall(r"server\s+(ingress[\w-]*):8080", nginx) == list(INGRESS_SERVICES)
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "-o fanout -g fanout /var/spool/callback-fanout" in dockerfile  # writable by the app
 
 
 NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
@@ -144,7 +192,7 @@ def test_prometheus_scrapes_every_replica_admin_port_and_rabbitmq_queue_depths()
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     for role in APP_SERVICES:
         (discovery,) = jobs[f"callback-fanout-{role}"]["dns_sd_configs"]  # one A record a replica
-        assert discovery["names"] == [role]
+        assert discovery["names"] == (list(INGRESS_SERVICES) if role == "ingress" else [role])
         assert discovery["type"] == "A"
         admin_port = services[role]["environment"]["CALLBACK_FANOUT_HEALTH_PORT"]
         assert discovery["port"] == int(admin_port), role
