@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -14,9 +15,11 @@ from ingress.clientnet import address_text
 from ingress.groupcommit import Publisher, RawMeta
 from ingress.guard import GUARD, Guard
 from ingress.metrics import IngressMetrics, Outcome
+from shared import otel
 from shared.errors import BrokerUnavailable
 from shared.logs import get_logger
 from shared.settings import Settings
+from shared.topology import Topology
 
 __all__ = [
     "PUBLISHER",
@@ -29,6 +32,9 @@ __all__ = [
 ]
 
 log = get_logger("ingress")
+
+#: What serves a request.
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: Request headers kept with the body because a parser may need them.
 KEPT_HEADERS = ("Content-Type", "User-Agent", "X-Ci-Content-Version")
@@ -205,10 +211,17 @@ def create_app(
     app[STATE] = IngressState()
     app[GUARD] = Guard.from_settings(settings)
     receiver = CallbackReceiver(settings, publisher, app[STATE], app[GUARD], metrics)
+    receive: Handler = receiver.receive
+    if otel.STATE.on:  # spans, only when tracing is on (shared.otel)
+        from ingress.otel import traced_receiver
+
+        receive = traced_receiver(
+            receiver, Topology(settings.prefix, settings.quorum_initial_group_size)
+        )
     app.add_routes(
         [
-            web.post("/callbacks", receiver.receive, name="callbacks"),
-            web.post("/callbacks/{token}", receiver.receive, name="callbacks-token"),
+            web.post("/callbacks", receive, name="callbacks"),
+            web.post("/callbacks/{token}", receive, name="callbacks-token"),
             web.get("/healthz", healthz, name="healthz"),
             web.get("/readyz", readyz, name="readyz"),
         ]

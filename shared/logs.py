@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from shared import otel
 from shared.settings import Settings, mask_url
 
 __all__ = [
@@ -108,6 +109,18 @@ def logs_as_json(settings: Settings, stream: TextIO) -> bool:
     return settings.log_json
 
 
+def add_trace_ids(
+    logger: object, method: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """``trace_id`` and ``span_id`` of the current span, when tracing is on and one is
+    active (``shared.otel``); one check when it is off."""
+    if otel.STATE.on:
+        ids = otel.current_ids()
+        if ids is not None:
+            event_dict["trace_id"], event_dict["span_id"] = ids
+    return event_dict
+
+
 def configure_logging(settings: Settings) -> None:
     """Configure structlog (and the stdlib loggers of the libraries) from the settings."""
     level = logging.getLevelNamesMapping()[settings.log_level.upper()]
@@ -119,6 +132,7 @@ def configure_logging(settings: Settings) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact_secrets,

@@ -26,7 +26,7 @@ __all__ = ["REQUEUE_PAUSE", "InFlight", "pause_before_requeue", "wait_all"]
 REQUEUE_PAUSE = 1.0
 
 
-async def wait_all(waiting: Sequence[Awaitable[None]]) -> None:
+async def wait_all(waiting: Sequence[Awaitable[object]]) -> None:
     """Wait for every one (none left running, none with an unretrieved error), then raise the
     first error; a single awaitable is awaited as it is, without a task."""
     if len(waiting) == 1:

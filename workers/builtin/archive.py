@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from shared import otel
 from shared.callbacks import CallbackEvent
 from shared.errors import ConfigError, GiveUp
 from shared.logs import get_logger, mask_values
@@ -274,6 +275,15 @@ class ArchiveConsumer(Consumer):
         return None
 
     async def _insert_rows(self, rows: list[Row]) -> None:
+        if otel.STATE.on:  # a client span, only when tracing is on
+            from workers.builtin.otel import insert_span
+
+            with insert_span(self.options.table, len(rows)):
+                await self._execute(rows)
+            return
+        await self._execute(rows)
+
+    async def _execute(self, rows: list[Row]) -> None:
         assert self._pool is not None
         columns = [[getattr(row, name) for row in rows] for name, _ in _COLUMNS]
         async with self._pool.acquire() as connection:

@@ -21,7 +21,7 @@ import re
 import ssl
 import time
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -36,12 +36,16 @@ from pydantic import (
     field_validator,
 )
 
+from shared import otel
 from shared.callbacks import CallbackEvent
 from shared.errors import GiveUp, Retry
 from shared.logs import get_logger, mask_values
 from shared.settings import mask_url
 from workers.builtin.signing import Signer, secret_key
 from workers.consumer import Consumer, ConsumerSpec, LoadedConsumer
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 __all__ = [
     "REQUEST_ID_HEADER",
@@ -180,6 +184,16 @@ class ForwardConsumer(Consumer):
             headers |= self.signer.headers(event.idempotency_key, now, body)
         else:
             headers |= {"webhook-id": event.idempotency_key, "webhook-timestamp": str(now)}
+        if otel.STATE.on:  # a client span, only when tracing is on
+            from workers.builtin.otel import forward_span
+
+            with forward_span(self.url, headers) as span:
+                return await self._post(body, headers, span)
+        return await self._post(body, headers)
+
+    async def _post(self, body: bytes, headers: dict[str, str], span: Span | None = None) -> None:
+        """POST ``body``; ``Retry`` or ``GiveUp`` with why unless the answer is a 2xx. The
+        answer's status goes to ``span``, when traced."""
         assert self._session is not None, "startup() was not called"
         timeout = self.options.request_timeout
         try:
@@ -187,6 +201,8 @@ class ForwardConsumer(Consumer):
                 self.url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 status = response.status
+                if span is not None:
+                    span.set_attribute("http.response.status_code", status)
                 # read (up to the bound) even a 2xx: an answer left unread closes the connection
                 answer = await _read_bounded(response, self.options.max_response_bytes)
                 if 200 <= status < 300:
