@@ -20,6 +20,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
+from shared import otel
 from shared.callbacks.routing import topic_matches
 from shared.errors import ConfigError
 from shared.topology import Topology
@@ -307,7 +308,7 @@ class Parking:
 def _fresh_copy(message: AbstractIncomingMessage) -> aio_pika.Message:
     """The message as it was before it was parked: the parking headers removed."""
     headers = {k: v for k, v in (message.headers or {}).items() if k not in PARKING_HEADERS}
-    return copy_with_headers(message, headers)
+    return copy_with_headers(message, otel.replayed(headers))
 
 
 def _jsonable(value: object) -> object:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import aio_pika
 from aio_pika.abc import (
@@ -27,6 +28,7 @@ from aio_pika.abc import (
     HeadersType,
 )
 
+from shared import otel
 from shared.amqp import within
 from shared.callbacks.events import CallbackEvent
 from shared.callbacks.parser import parse_callback
@@ -44,6 +46,9 @@ from workers.router.outbox import Outbox
 from workers.router.rawbodies import RawBody, raw_bodies
 from workers.settling import InFlight, wait_all
 from workers.settling import pause_before_requeue as _pause_before_requeue
+
+if TYPE_CHECKING:
+    from workers.router.otel import RouterSpans
 
 __all__ = ["RouterService"]
 
@@ -75,6 +80,11 @@ class RouterService(ConsumingRole):
         self._raw: AbstractQueue | None = None
         self._tag: str | None = None
         self._inflight = InFlight()
+        self._spans: RouterSpans | None = None
+        if otel.STATE.on:  # spans, only when tracing is on
+            from workers.router.otel import RouterSpans
+
+            self._spans = RouterSpans(self.topology)
 
     async def _consume(self, connection: AbstractRobustConnection) -> None:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -115,6 +125,7 @@ class RouterService(ConsumingRole):
         The bodies are parsed one after the other in this task (parsing never waits); their
         events join the outbox as they come, and the delivery waits once for all of them.
         """
+        spans = self._spans.delivery(message) if self._spans is not None else None
         try:
             try:
                 bodies = raw_bodies(message)
@@ -129,7 +140,7 @@ class RouterService(ConsumingRole):
                 routed = 0
                 unparsed: list[tuple[RawBody, ParseError]] = []
                 for body in bodies:
-                    events = self._parse(body)
+                    events = self._parse(body) if spans is None else spans.parse(body, self._parse)
                     if isinstance(events, ParseError):
                         unparsed.append((body, events))
                     else:
@@ -140,8 +151,12 @@ class RouterService(ConsumingRole):
                 for lone, error in unparsed:  # parked once every body is parsed
                     waiting.append(self._park(lone.parked(_reason(error)), error))
                 await wait_all(waiting)
+                if spans is not None:
+                    spans.confirmed()
                 self._count(routed, keys)
         except Exception as exc:
+            if spans is not None:
+                spans.failed(exc)
             # Not confirmed: hand the body back, after a pause (the broker's delivery limit
             # stops a loop, and a pause keeps a failover from using the delivery up).
             if self._publishing is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aio_pika
@@ -25,6 +25,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from shared import otel
 from shared.amqp import within
 from shared.logs import get_logger
 from shared.metrics import Metrics
@@ -152,12 +153,18 @@ class ConsumerRunner:
             log.error("event parked in dead queue", error=reason, queue=self.queues.dead)
             self._count(outcome, message)
         else:
-            await wait_all([self._handle_entry(message, entry, done) for entry in entries])
+            handle: Callable[[AbstractIncomingMessage, Entry, int], Awaitable[Outcome]]
+            handle = self._handle_entry
+            if otel.STATE.on:  # a span per attempt, only when tracing is on
+                from workers.runtime.otel import traced_attempts
+
+                handle = traced_attempts(self.name, self.queues.main, handle)
+            await wait_all([handle(message, entry, done) for entry in entries])
         self._acks.ack(message)
 
     async def _handle_entry(
         self, message: AbstractIncomingMessage, entry: Entry, done: int
-    ) -> None:
+    ) -> Outcome:
         """Decide what becomes of one event of ``message`` and carry it out (the ack aside)."""
         structlog.contextvars.bind_contextvars(
             consumer=self.name, message_id=message.message_id, attempt=done + 1
@@ -182,6 +189,7 @@ class ConsumerRunner:
             outcome, entry, message, consumer=self.name, queues=self.queues, publish=self._publish
         )
         self._count(outcome, message)
+        return outcome
 
     def _count(self, outcome: Outcome, message: AbstractIncomingMessage) -> None:
         if self.metrics is not None:
@@ -192,6 +200,8 @@ class ConsumerRunner:
     async def _publish(self, copy: aio_pika.Message, queue: str) -> None:
         """Publish ``copy`` to ``queue`` and wait for the broker's confirm."""
         assert self._channel is not None
+        if otel.STATE.on:  # the attempt that retried or parked it (workers.runtime.otel)
+            copy.headers = {**(copy.headers or {}), **otel.inject()}
         await self._channel.default_exchange.publish(copy, routing_key=queue)
 
     async def stop(self, grace: float) -> None:
