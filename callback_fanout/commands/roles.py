@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from callback_fanout.commands import Subcommands
 from callback_fanout.flags import add_settings_flags, with_settings
+from shared import otel
 from shared.gctuning import tune_collector
 from shared.service import Service, run_until_stopped
 from shared.settings import Settings
@@ -90,6 +91,7 @@ def services(command: str, settings: Settings) -> list[Service]:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    otel.configure()  # traces when the OTEL_* variables ask for them (shared.otel)
     started = services(args.command, settings)
     tune_collector()
     runner: Callable[..., int]
