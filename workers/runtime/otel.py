@@ -11,7 +11,8 @@ Its parent, in order:
 1. the message's ``traceparent``: a retried copy's, the attempt that retried it, so a
    second attempt is the child of the first;
 2. ``x-trace-replay-of``: a copy replayed from a parking queue starts a trace of its own,
-   linked to the one it was parked in;
+   linked to the one it was parked in; an event replayed from the archive (``x-replay``)
+   too, linked to its own context;
 3. the event's own context (``Envelope.traceparent``): the router's publish of it.
 """
 
@@ -23,12 +24,12 @@ from dataclasses import dataclass
 import pydantic
 from aio_pika.abc import AbstractIncomingMessage
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode, get_current_span
 
 from shared import otel
 from shared.callbacks.events import CallbackEvent
 from shared.wire.events import Entry
-from shared.wire.headers import ROUTING_KEY, TRACE_REPLAY_OF, TRACEPARENT, TRACESTATE
+from shared.wire.headers import REPLAY, ROUTING_KEY, TRACE_REPLAY_OF, TRACEPARENT, TRACESTATE
 from workers.runtime.handling import Outcome
 
 __all__ = ["HandleEntry", "traced_attempts"]
@@ -60,7 +61,11 @@ def traced_attempts(consumer: str, queue: str, handle: HandleEntry) -> HandleEnt
             if replay_of:
                 link = otel.link_to(replay_of)
             else:
-                entry, parent = _event_context(entry)
+                entry, context = _event_context(entry)
+                if context is not None and headers.get(REPLAY) is not None:
+                    link = Link(get_current_span(context).get_span_context())  # from the archive
+                else:
+                    parent = context
         with otel.tracer().start_as_current_span(
             name,
             context=parent or Context(),
