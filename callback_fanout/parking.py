@@ -20,6 +20,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
+from callback_fanout.pacing import Pace
 from shared import otel
 from shared.callbacks.routing import topic_matches
 from shared.errors import ConfigError
@@ -263,14 +264,19 @@ class Parking:
         await self._settled(queue, before)
         return found
 
-    async def replay(self, queue: str, where: MessageFilter, *, dry_run: bool) -> int:
-        """Send matching messages back where they came from; returns how many."""
+    async def replay(
+        self, queue: str, where: MessageFilter, *, dry_run: bool, rate: float | None = None
+    ) -> int:
+        """Send matching messages back where they came from, at most ``rate`` a second (None:
+        as fast as the broker confirms); returns how many."""
         channel = await self.connection.channel(publisher_confirms=True)
         before = await self.topology.message_count(channel, queue)
+        pace = Pace(rate)
         replayed = 0
         try:
             async for parked in self._each(channel, queue, where):
                 if not dry_run:
+                    await pace.wait()
                     exchange, key = await self._destination(channel, parked)
                     await exchange.publish(_fresh_copy(parked.message), routing_key=key)
                     await parked.message.ack()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from callback_fanout.commands import Subcommands
 from callback_fanout.flags import add_settings_flags, with_settings
+from callback_fanout.pacing import rate_flag
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -52,6 +53,12 @@ def add(sub: Subcommands) -> None:
             cmd.add_argument("--body", action="store_true", help="include the bodies")
         if action == "replay":
             cmd.add_argument("--dry-run", action="store_true", help="count, change nothing")
+            cmd.add_argument(
+                "--rate",
+                type=rate_flag,
+                metavar="N",
+                help="at most N messages a second (default: as fast as the broker confirms)",
+            )
         if action == "purge":
             cmd.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         add_settings_flags(cmd, "parked")
@@ -85,7 +92,7 @@ async def run_parked(
             _print_parked(queue, shown, out, as_json=args.json, with_body=args.body)
             return 0
         if args.action == "replay":
-            count = await parking.replay(queue, where, dry_run=args.dry_run)
+            count = await parking.replay(queue, where, dry_run=args.dry_run, rate=args.rate)
             print(f"{'would replay' if args.dry_run else 'replayed'} {count} from {queue}")
             return 0
         if not args.yes and not _confirmed(queue):

@@ -41,7 +41,7 @@ from shared.settings import Settings
 from shared.topology import Topology
 from shared.wire.envelope import parked_copy
 from shared.wire.headers import PARSE_ERROR, PARSE_LOCATION
-from workers.router.metrics import RouterMetrics
+from workers.router.metrics import RouterMetrics, sender_delay
 from workers.router.outbox import Outbox
 from workers.router.rawbodies import RawBody, raw_bodies
 from workers.settling import InFlight, wait_all
@@ -137,6 +137,7 @@ class RouterService(ConsumingRole):
                 # events are let go as soon as they are encoded, so that the collector does
                 # not scan the events of every delivery in flight again and again.
                 keys: list[str] = []
+                delays: list[float | None] = []  # the sender's, beside each key
                 routed = 0
                 unparsed: list[tuple[RawBody, ParseError]] = []
                 for body in bodies:
@@ -146,6 +147,7 @@ class RouterService(ConsumingRole):
                     else:
                         waiting.extend(self._outbox_of().add(events))
                         keys.extend(event.routing_key for event in events)
+                        delays.extend(sender_delay(event) for event in events)
                         routed += 1
                 del bodies, body, events
                 for lone, error in unparsed:  # parked once every body is parsed
@@ -153,7 +155,7 @@ class RouterService(ConsumingRole):
                 await wait_all(waiting)
                 if spans is not None:
                     spans.confirmed()
-                self._count(routed, keys)
+                self._count(routed, keys, delays)
         except Exception as exc:
             if spans is not None:
                 spans.failed(exc)
@@ -193,14 +195,15 @@ class RouterService(ConsumingRole):
             if counted is not None:
                 counted.parse_seconds.observe(time.perf_counter() - started)
 
-    def _count(self, routed: int, keys: list[str]) -> None:
-        """Count the bodies routed and their events (by routing key), once confirmed."""
+    def _count(self, routed: int, keys: list[str], delays: list[float | None]) -> None:
+        """Count the bodies routed and their events (by routing key, with the sender's
+        delay), once confirmed."""
         counted = self._counted
         if counted is None:
             return
         counted.routed.inc(routed)
-        for key in keys:
-            counted.event_routed(key)
+        for key, delay in zip(keys, delays, strict=True):
+            counted.event_routed(key, delay)
 
     async def _park(self, copy: aio_pika.Message, error: ParseError) -> None:
         """Publish ``copy`` (a body, or a whole batch, with ``error``) to the unparsed queue."""
