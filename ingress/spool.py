@@ -43,6 +43,9 @@ log = get_logger("ingress.spool")
 DAMAGED_SUFFIX = ".damaged"
 #: Temporary files of a segment being created are cleaned up once they are this old.
 _STALE_TEMP_SECONDS = 60.0
+#: After a disk error (a write, an fsync or a new segment failed), appends are refused at once
+#: for this long, then the next one tries the disk again (on a new segment).
+DISK_RETRY_SECONDS = 1.0
 
 
 class Spool:
@@ -60,6 +63,7 @@ class Spool:
         max_bytes: int,
         *,
         segment_bytes: int | None = None,
+        disk_retry: float = DISK_RETRY_SECONDS,
     ) -> None:
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
@@ -72,7 +76,10 @@ class Spool:
         self._active: Segment | None = None
         self._other_bytes = 0  # segments of other live processes, as of the last scan
         self._open = False
-        self._broken: str | None = None
+        #: Seconds appends are refused after a disk error before the disk is tried again.
+        self.disk_retry = disk_retry
+        self._broken: str | None = None  # the last disk error, until an append succeeds
+        self._retry_at = 0.0  # (monotonic) when the disk is tried again
 
     # Life cycle
 
@@ -142,9 +149,13 @@ class Spool:
         with self._lock:
             return (
                 self._open
-                and self._broken is None
+                and not self._refusing()
                 and self._used_bytes() + size + 1024 <= self.max_bytes
             )
+
+    def _refusing(self) -> bool:
+        """Within the pause after a disk error."""
+        return self._broken is not None and time.monotonic() < self._retry_at
 
     # Writing
 
@@ -152,33 +163,55 @@ class Spool:
         """Write one record and return once it is on disk.
 
         Raises :class:`BrokerUnavailable` when the spool is full, closed, or cannot write:
-        the ingress then answers 503 as it would without a spool.
+        the ingress then answers 503 as it would without a spool. A disk error (ENOSPC, EIO
+        on a write, an fsync or a new segment) refuses that append; the segment it hit is
+        sealed, what was synced in it before is still forwarded, and after ``disk_retry``
+        seconds of refusing at once the next append tries the disk again on a new segment.
         """
         record = encode_record(body, meta)
         with self._lock:
             if not self._open:
                 raise BrokerUnavailable("spool closed")
-            if self._broken is not None:
+            if self._refusing():
                 raise BrokerUnavailable(f"spool out of service: {self._broken}")
             used = self._used_bytes()
             if used + len(record) > self.max_bytes:
                 raise BrokerUnavailable(f"spool full ({used} of {self.max_bytes} bytes used)")
-            segment = self._writable_segment(len(record))
+            try:
+                segment = self._writable_segment(len(record))
+            except OSError as exc:
+                raise self._disk_failed("cannot create a segment", exc) from exc
             try:
                 end = segment.write(record)
             except OSError as exc:
                 segment.sealed = True  # a partial record may be left: never write after it
                 self._active = None
                 self._forget_if_done(segment)
-                raise BrokerUnavailable(f"spool write failed: {exc}") from exc
+                raise self._disk_failed("write failed", exc) from exc
         try:
             segment.sync(end)
         except OSError as exc:
             with self._lock:
-                if self._broken is None:
-                    log.error("spool sync failed: out of service", error=str(exc))
-                self._broken = f"sync failed: {exc}"
-            raise BrokerUnavailable(f"spool sync failed: {exc}") from exc
+                # What was written since the last good sync may or may not be on disk: those
+                # appends are all refused, and nothing is ever written after them.
+                segment.abandon_unsynced()
+                if self._active is segment:
+                    self._active = None
+                self._forget_if_done(segment)
+                raise self._disk_failed("sync failed", exc) from exc
+        if self._broken is not None:
+            with self._lock:
+                if self._broken is not None:
+                    log.warning("spool writable again", after=self._broken)
+                    self._broken = None
+
+    def _disk_failed(self, what: str, exc: OSError) -> BrokerUnavailable:
+        """Note a disk error (the lock held): appends are refused for ``disk_retry`` s."""
+        if self._broken is None:
+            log.error("spool disk error: refusing bodies", step=what, error=str(exc))
+        self._broken = f"{what}: {exc}"
+        self._retry_at = time.monotonic() + self.disk_retry
+        return BrokerUnavailable(f"spool {what}: {exc}")
 
     def _writable_segment(self, size: int) -> Segment:
         active = self._active
@@ -190,11 +223,8 @@ class Spool:
             active.sealed = True  # rotate: full segments are deleted once forwarded
             active = None
         if active is None:
-            try:
-                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-                active = create_segment(self.directory)
-            except OSError as exc:
-                raise BrokerUnavailable(f"spool cannot create a segment: {exc}") from exc
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            active = create_segment(self.directory)  # OSError: the caller refuses the append
             self._segments[active.name] = active
             self._active = active
         return active
@@ -257,8 +287,14 @@ class Spool:
             self._forget_if_done(segment)
 
     def _forget_if_done(self, segment: Segment) -> None:
+        if self._segments.get(segment.name) is not segment:
+            return  # forgotten already (two appends that failed on it)
         if segment.pending == 0 and segment.written == segment.synced:
-            segment.delete()
+            try:
+                segment.delete()
+            except OSError as exc:  # a failing disk: the file stays, nothing in it is pending
+                log.warning("spool cannot remove a segment", segment=segment.name, error=str(exc))
+                segment.close()
             del self._segments[segment.name]
             if self._active is segment:
                 self._active = None

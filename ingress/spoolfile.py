@@ -27,6 +27,7 @@ segments oldest first.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import fcntl
@@ -160,6 +161,7 @@ class Segment:
         self.sealed = False  # no more appends (rotated, or another process's leftovers)
         self.failed = False  # a sync failed: what was not synced may or may not be on disk
         self.sync_lock = threading.Lock()
+        self._ends: list[int] = []  # the ends of records written, from around ``synced`` on
 
     @property
     def disk_bytes(self) -> int:
@@ -167,7 +169,8 @@ class Segment:
         return self.written + self.tail
 
     def write(self, record: bytes) -> int:
-        """Write ``record`` at the end; return its end. On error nothing is left behind."""
+        """Write ``record`` at the end; return its end. On error nothing is left behind (or,
+        if the file cannot even be cut back, the partial record is counted as a torn tail)."""
         offset = self.written
         try:
             view = memoryview(record)
@@ -177,11 +180,39 @@ class Segment:
                 offset += done
         except OSError:
             # Cut off the partial record so the file stays a clean sequence of records.
-            os.ftruncate(self.fd, self.written)
+            try:
+                os.ftruncate(self.fd, self.written)
+            except OSError:
+                self.tail = max(self.tail, offset - self.written)
             raise
+        synced = self.synced
+        if self._ends and self._ends[0] <= synced:  # only the unsynced ones matter
+            del self._ends[: bisect.bisect_right(self._ends, synced)]
+        self._ends.append(offset)
         self.written = offset
         self.pending += 1
         return offset
+
+    def abandon_unsynced(self) -> int:
+        """After a failed sync: forget the records written since the last good one, and seal.
+
+        Their appends were refused (503), never answered 200: they are cut off the file when
+        it still lets us, else left as a tail that nobody forwards (a restart may forward one
+        that did reach the disk: at least once). The records synced before stay readable.
+        Returns how many were forgotten.
+        """
+        self.sealed = True
+        lost = len(self._ends) - bisect.bisect_right(self._ends, self.synced)
+        self._ends.clear()
+        if self.written == self.synced:
+            return lost
+        self.pending -= lost
+        try:
+            os.ftruncate(self.fd, self.synced)
+        except OSError:
+            self.tail = max(self.tail, self.written - self.synced)
+        self.written = self.synced
+        return lost
 
     def sync(self, end: int) -> None:
         """Return once every record up to ``end`` is on disk (one fsync serves many callers)."""
