@@ -312,6 +312,14 @@ class Settings(BaseSettings):
         "(in the configuration file `[history]` `retention`).",
         json_schema_extra=_read_by("worker"),
     )
+    tracing_ui_url: str | None = Field(
+        None,
+        description="The tracing UI's page of a trace, with `{trace_id}` where its id goes "
+        "(`https://jaeger.example/trace/{trace_id}`): `trace` links each trace it shows "
+        "(unset: no link). Traces themselves are configured by the `OTEL_*` variables "
+        "(see tracing).",
+        json_schema_extra=_read_by("trace"),
+    )
     # Operations
     management_url: SecretStr = Field(
         SecretStr("auto"),
