@@ -7,7 +7,7 @@ COPY shared ./shared
 COPY ingress ./ingress
 COPY workers ./workers
 COPY callback_fanout ./callback_fanout
-RUN pip install '.[speed]' && useradd --system --uid 10001 fanout \
+RUN pip install '.[speed,otel]' && useradd --system --uid 10001 fanout \
   && install -d -m 700 -o fanout -g fanout /var/spool/callback-fanout
 # The ingress's spool (--spool-dir): a volume mounted here starts owned by the app's user.
 USER fanout

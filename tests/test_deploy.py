@@ -58,6 +58,8 @@ def test_every_app_service_runs_an_existing_command_with_existing_settings() -> 
         command = services[name]["command"]
         assert parser.parse_args(command).command == name
         for variable in services[name]["environment"]:
+            if variable.startswith("OTEL_"):  # OpenTelemetry's own (docs/tracing.md)
+                continue
             assert variable in known, f"{name}: {variable} is not a setting"
     assert "CALLBACK_FANOUT_CONSUMERS" in services["worker"]["environment"]
 
@@ -236,3 +238,20 @@ def test_the_dashboard_and_the_alerts_read_only_metrics_the_code_exports() -> No
     assert on_dashboard | in_alerts <= exported, sorted((on_dashboard | in_alerts) - exported)
     shown = {name for name in CONTRACT if sample_names({name: CONTRACT[name]}) & on_dashboard}
     assert shown == set(CONTRACT), f"not on the dashboard: {sorted(set(CONTRACT) - shown)}"
+
+
+def test_every_role_exports_its_traces_to_the_tracing_backend_under_its_own_name() -> None:
+    services = compose()["services"]
+    assert services["jaeger"]["image"].startswith("jaegertracing/all-in-one:")
+    names = set()
+    for name in ("ingress", "ingress-2", "router", "worker"):
+        environment = services[name]["environment"]
+        assert environment["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318", name
+        assert environment["OTEL_TRACES_SAMPLER"].startswith("parentbased_"), name
+        names.add(environment["OTEL_SERVICE_NAME"])
+    assert names == {
+        "callback-fanout-ingress",
+        "callback-fanout-router",
+        "callback-fanout-worker",
+    }
+    assert "{trace_id}" in services["worker"]["environment"]["CALLBACK_FANOUT_TRACING_UI_URL"]
