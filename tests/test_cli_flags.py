@@ -82,7 +82,17 @@ def test_the_operators_commands_offer_what_they_read(capsys: pytest.CaptureFixtu
 
 
 def test_every_setting_is_read_by_a_known_command() -> None:
-    known = {"ingress", "router", "worker", "declare", "status", "parked", "schema", "trace"}
+    known = {
+        "ingress",
+        "router",
+        "worker",
+        "declare",
+        "status",
+        "parked",
+        "schema",
+        "trace",
+        "consumers",
+    }
     for name in Settings.model_fields:
         assert read_by(name), name
         assert set(read_by(name)) <= known, name
