@@ -12,6 +12,7 @@ from callback_fanout.commands import (
     declare,
     parked,
     parse,
+    replay,
     roles,
     schema,
     status,
@@ -25,7 +26,7 @@ from callback_fanout.flags import settings_from as _settings_from
 __all__ = ["_parked", "_settings_from", "_status", "build_parser", "main"]
 
 #: The command modules, in the order `callback-fanout --help` lists them.
-COMMANDS = (roles, declare, status, consumers, parked, trace, parse, schema)
+COMMANDS = (roles, declare, status, consumers, parked, trace, replay, parse, schema)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,7 +53,9 @@ _ROLES = _read_by(*RUN_ROLES)
 # the consumers the workers load
 _CONSUMERS = _read_by("worker", "declare", "status", "parked", "trace", "consumers")
 _BROKER = _read_by(*RUN_ROLES, "declare", "status", "parked", "trace", "consumers")
-_EVERY = _read_by(*RUN_ROLES, "declare", "status", "parked", "schema", "trace", "consumers")
+_EVERY = _read_by(
+    *RUN_ROLES, "declare", "status", "parked", "schema", "trace", "replay", "consumers"
+)
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

@@ -12,7 +12,7 @@ from callback_fanout.cli import _build_parser, _settings_from, main
 from callback_fanout.commands.roles import DEFAULT_RUN_SPOOL, services
 from shared.settings import ENV_PREFIX, RUN_ROLES, Settings, read_by, settings_of
 
-COMMANDS = ("run", "ingress", "router", "worker", "declare", "status", "parked", "schema")
+COMMANDS = ("run", "ingress", "router", "worker", "declare", "status", "parked", "schema", "replay")
 
 
 @pytest.fixture(autouse=True)
@@ -91,6 +91,7 @@ def test_every_setting_is_read_by_a_known_command() -> None:
         "parked",
         "schema",
         "trace",
+        "replay",
         "consumers",
     }
     for name in Settings.model_fields:
