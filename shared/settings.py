@@ -51,11 +51,9 @@ def _read_by(*commands: str) -> JsonDict:
 _INGRESS = _read_by("ingress")
 _ROLES = _read_by(*RUN_ROLES)
 # the consumers the workers load
-_CONSUMERS = _read_by("worker", "declare", "status", "parked", "trace", "consumers")
-_BROKER = _read_by(*RUN_ROLES, "declare", "status", "parked", "trace", "consumers")
-_EVERY = _read_by(
-    *RUN_ROLES, "declare", "status", "parked", "schema", "trace", "replay", "consumers"
-)
+_CONSUMERS = _read_by("worker", "declare", "status", "parked", "trace")
+_BROKER = _read_by(*RUN_ROLES, "declare", "status", "parked", "trace")
+_EVERY = _read_by(*RUN_ROLES, "declare", "status", "parked", "schema", "trace")
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

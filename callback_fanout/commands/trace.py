@@ -158,9 +158,11 @@ def trace_view(found: Trace) -> list[RenderableType]:
         )
         for header in ("time (UTC)", "step", "consumer", "try", "outcome", "detail"):
             table.add_column(header, justify="right" if header == "try" else "left")
-        for step in event.steps():
+        steps = event.steps()
+        for step in steps:
             table.add_row(*_row(step), style=_STYLES.get(_outcome(step)))
         parts.append(table)
+        parts.extend(Text(f"look: {s['look']}") for s in steps if s.get("look"))
     parts.extend(Text(f"note: {note}", style="dim") for note in found.notes)
     return parts
 
@@ -193,5 +195,5 @@ def _row(step: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
             said.append(str(step["error"]).splitlines()[0])
         detail = " · ".join(s for s in said if s)
         return when, kind, step["consumer"], str(step["attempt"]), step["outcome"], detail
-    said = [step["queue"] or "", step["detail"] or "", step["look"] or ""]
+    said = [step["queue"] or "", step["detail"] or ""]
     return when, "now", step["consumer"], "", step["state"], " · ".join(s for s in said if s)

@@ -202,7 +202,7 @@ async def test_trace_prints_a_table_at_a_terminal(
     assert f"job {JOB_ID}" in shown
     for word in ("received", "routed", "TaskFinish.ImageOCR.Success", "retried", "handled"):
         assert word in shown, word
-    assert "callback-fanout parked show refuser" in shown
+    assert f"look: callback-fanout parked show refuser --job-id {JOB_ID}" in shown
     assert not shown.lstrip().startswith("{")
 
 

@@ -27,7 +27,6 @@ import pydantic
 from aio_pika.abc import AbstractIncomingMessage, HeadersType
 
 from shared.callbacks.events import CallbackEvent
-from shared.callbacks.filters import EventFilter
 from shared.errors import GiveUp, Retry
 from shared.logs import get_logger
 from shared.settings import Settings
@@ -53,7 +52,7 @@ __all__ = [
 
 log = get_logger("worker")
 
-OutcomeKind = Literal["handled", "duplicate", "retried", "parked", "filtered"]
+OutcomeKind = Literal["handled", "duplicate", "retried", "parked"]
 
 #: Publishes (confirmed) a message to a queue of the default exchange.
 Publish = Callable[[aio_pika.Message, str], Awaitable[object]]
@@ -78,7 +77,6 @@ class ConsumerPolicy:
     dedupe: bool
     dedupe_window: float
     chain: tuple[Middleware, ...] = ()
-    filter: EventFilter | None = None
 
     @classmethod
     def for_consumer(
@@ -92,7 +90,6 @@ class ConsumerPolicy:
             dedupe=spec.dedupe,
             dedupe_window=spec.dedupe_window or settings.dedupe_window,
             chain=(*middleware, TimeLimit(timeout)) if middleware else (),
-            filter=spec.filter,
         )
 
 
@@ -116,7 +113,6 @@ class Outcome:
     delay: float | None = None
     timed_out: bool = False
     handler_seconds: float | None = None
-    gave_up: bool = False  # parked because the handler raised GiveUp
 
     @property
     def handled(self) -> bool:
@@ -155,8 +151,6 @@ async def handle_delivery(
         event = entry.event()
     except pydantic.ValidationError as exc:
         return Outcome("parked", attempt, attempt, reason=f"event does not validate: {exc}")
-    if policy.filter is not None and not policy.filter.accepts(event):
-        return Outcome("filtered", attempt, attempts_done, event)  # acked, never handled
     if consumer.operations is not None:
         mismatch = consumer.operations.mismatch(event)
         if mismatch is not None:  # another kind of event: no try of this handler will take it
@@ -194,7 +188,7 @@ async def handle_delivery(
 
 def _failure(policy: ConsumerPolicy, event: CallbackEvent, attempt: int, exc: Exception) -> Outcome:
     if isinstance(exc, GiveUp):
-        return Outcome("parked", attempt, attempt, event, f"GiveUp: {exc}", gave_up=True)
+        return Outcome("parked", attempt, attempt, event, f"GiveUp: {exc}")
     if isinstance(exc, pydantic.ValidationError):
         return Outcome("parked", attempt, attempt, event, f"not retryable: {describe(exc)}")
     if isinstance(exc, TimeoutError):
@@ -235,9 +229,6 @@ async def settle(
     caller acks ``source``."""
     if outcome.kind == "handled":
         log.debug("handled", elapsed=round(outcome.handler_seconds or 0.0, 4))
-        return
-    if outcome.kind == "filtered":
-        log.debug("filtered out")
         return
     if outcome.kind == "duplicate":
         assert outcome.event is not None

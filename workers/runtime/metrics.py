@@ -11,15 +11,11 @@ from dataclasses import dataclass
 from shared.metrics import HANDLER_BUCKETS, LAG_BUCKETS, Counter, Gauge, Histogram, Metrics
 from workers.runtime.handling import Outcome
 
-__all__ = ["BREAKER_STATES", "CONSUMER_OUTCOMES", "ConsumerMetrics", "WorkerMetrics"]
+__all__ = ["CONSUMER_OUTCOMES", "ConsumerMetrics", "WorkerMetrics"]
 
 #: What becomes of an event in a consumer. ``timed_out`` is also counted as ``retried`` or
-#: ``parked``, whichever followed; ``filtered``: acked unhandled, its filter refused it.
-CONSUMER_OUTCOMES = ("handled", "retried", "parked", "duplicate", "timed_out", "filtered")
-
-#: The states a breaker moves to, as ``callback_fanout_consumer_breaker_transitions_total``
-#: labels them (``to``).
-BREAKER_STATES = ("closed", "open", "half-open")
+#: ``parked``, whichever followed.
+CONSUMER_OUTCOMES = ("handled", "retried", "parked", "duplicate", "timed_out")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +26,6 @@ class ConsumerMetrics:
     handle_seconds: Histogram
     lag_seconds: Histogram
     in_flight: Gauge
-    paused: Gauge
-    breaker_state: Gauge
-    breaker_transitions: Mapping[str, Counter]
 
     def record(self, outcome: Outcome) -> None:
         """Count one settled delivery: its outcome, its handler time, and on success the lag
@@ -55,8 +48,7 @@ class WorkerMetrics:
         self._events = metrics.counter(
             "callback_fanout_consumer_events_total",
             "Events a consumer took, by outcome: handled, retried, parked (dead queue), "
-            "duplicate (dropped by dedupe), timed_out (also counted as retried or parked), "
-            "filtered (acked unhandled: its filter refused it).",
+            "duplicate (dropped by dedupe), timed_out (also counted as retried or parked).",
             ("consumer", "outcome"),
         )
         self._handle = metrics.histogram(
@@ -76,21 +68,6 @@ class WorkerMetrics:
             "Events a consumer is handling now, in this worker.",
             ("consumer",),
         )
-        self._paused = metrics.gauge(
-            "callback_fanout_consumer_paused",
-            "1 while a consumer is paused (`consumers pause`), as this worker sees it; else 0.",
-            ("consumer",),
-        )
-        self._breaker_state = metrics.gauge(
-            "callback_fanout_consumer_breaker_state",
-            "A consumer's circuit breaker in this worker: 0 closed, 1 open, 2 half-open.",
-            ("consumer",),
-        )
-        self._breaker_transitions = metrics.counter(
-            "callback_fanout_consumer_breaker_transitions_total",
-            "Moves of a consumer's circuit breaker in this worker, by the state moved to.",
-            ("consumer", "to"),
-        )
 
     def consumer(self, name: str) -> ConsumerMetrics:
         """The children of consumer ``name``; every outcome appears at 0."""
@@ -99,9 +76,4 @@ class WorkerMetrics:
             handle_seconds=self._handle.labels(name),
             lag_seconds=self._lag.labels(name),
             in_flight=self._in_flight.labels(name),
-            paused=self._paused.labels(name),
-            breaker_state=self._breaker_state.labels(name),
-            breaker_transitions={
-                to: self._breaker_transitions.labels(name, to) for to in BREAKER_STATES
-            },
         )

@@ -1,0 +1,284 @@
+"""The delivery history's cost: a worker's events/s with history on and off, same run.
+
+    python bench/history_bench.py                  # 3 rounds of 6000 events each way
+    python bench/history_bench.py --events 3000 --rounds 3
+
+Each round fills a no-op consumer's queue with distinct events (the OCR seed under other job
+ids, as the router publishes them: ``bench/builtins_bench.py``'s), then drains it with one
+worker (the real runtime, in this process, on uvloop when installed) twice: without a
+history DSN, and with one (a PostgreSQL database made for the run, dropped after; the
+history written in batches beside the work). The two alternate, and which goes first
+alternates round by round, so the neighbours' noise falls on both alike; the median round is
+reported. Events/s is the wall clock from the first handled event to the last; the worker's
+CPU per event counts from its start until the history has written (or dropped) every
+outcome, so the history's whole cost is in it; the database's server CPU per event is
+reported apart.
+
+Then the size of what was written: ``pg_total_relation_size`` of the history table (its
+indexes included) over its row count, and the heap and the indexes apart: the bytes an
+outcome costs, which with the retention bounds the table (rows per day x days x bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: the project's packages live beside bench/
+    sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
+
+from bench.builtins_bench import (  # noqa: E402
+    Drain,
+    _admin,
+    _cpu_model,
+    backends_cpu,
+    delete_all,
+    events,
+    fill,
+    spec_of,
+)
+from shared.callbacks import CallbackEvent  # noqa: E402
+from shared.history import TABLE  # noqa: E402
+from shared.logs import configure_logging  # noqa: E402
+from shared.settings import Settings  # noqa: E402
+from shared.wire.events import entries_of  # noqa: E402
+from workers.consumer import LoadedConsumer  # noqa: E402
+from workers.runtime.handling import Outcome  # noqa: E402
+from workers.runtime.history import HistoryWriter  # noqa: E402
+from workers.runtime.worker import WorkerService  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+CONCURRENCY = 64
+VARIANTS = ("history off", "history on")
+
+
+@dataclass(frozen=True)
+class Round:
+    rate: float
+    worker_us: float
+    database_us: float | None
+    written: int
+    dropped: int
+
+
+def _noop(name: str) -> LoadedConsumer:
+    spec = spec_of(name, CONCURRENCY)
+
+    async def nothing(event: CallbackEvent) -> None:
+        return None
+
+    async def no_hook() -> None:
+        return None
+
+    return LoadedConsumer(spec, nothing, no_hook, no_hook, "noop")
+
+
+async def drain(settings: Settings, n: int, offset: int, dsn: str | None) -> Round:
+    """Fill the no-op consumer's queue with ``n`` events, drain it with one worker."""
+    loaded = _noop("noop-history")
+    await fill(settings, loaded.spec, events(n, offset))
+    if dsn is not None:
+        settings = settings.model_copy(update={"history_dsn": SecretStr(dsn)})
+    counter = Drain(n)
+    worker = WorkerService(settings, [counter.counted(loaded)])
+    history = worker.history
+    database_before = await backends_cpu(dsn, dsn.rpartition("/")[2]) if dsn else 0.0
+    cpu = time.process_time()
+    await worker.start()
+    try:
+        await worker.wait_started()
+        await asyncio.wait_for(counter.done.wait(), timeout=600)
+        if history is not None:  # the history's whole cost: until it kept every outcome
+            await _kept(history, n)
+        cpu = time.process_time() - cpu
+        database_s = (
+            await backends_cpu(dsn, dsn.rpartition("/")[2]) - database_before if dsn else None
+        )
+    finally:
+        await worker.stop()
+    return Round(
+        counter.rate,
+        cpu * 1e6 / n,
+        database_s * 1e6 / n if database_s is not None else None,
+        history.written if history is not None else 0,
+        history.dropped if history is not None else 0,
+    )
+
+
+async def _kept(history: HistoryWriter, n: int) -> None:
+    """Wait (a minute at most) until ``history`` wrote or dropped ``n`` outcomes."""
+    for _ in range(6000):
+        if history.written + history.dropped >= n:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def row_cost(dsn: str, n: int = 20_000) -> dict[str, float]:
+    """CPU µs per outcome of the history alone (no broker): ``record()`` on the hot path, and
+    the background ``COPY`` of the rows in batches, with a real event's outcome."""
+    [event] = events(1, 0)
+    decoded = entries_of(event.content_type, event.body, 1)[0].event()
+    outcome = Outcome("handled", 1, 1, decoded, handler_seconds=0.0001)
+    writer = HistoryWriter(dsn, "bench-row-cost", 3600, capacity=n, batch_size=1000)
+    unused: Any = None  # the message is read only for an event that did not validate
+    started = time.process_time()
+    for _ in range(n):
+        writer.record("noop", outcome, unused)
+    record_us = (time.process_time() - started) * 1e6 / n
+    rows = list(writer._rows)
+    writer._rows.clear()
+    await writer._write(rows[:1])  # the pool and the table, outside the timing
+    started = time.process_time()
+    for i in range(1, n, writer.batch_size):
+        await writer._write(rows[i : i + writer.batch_size])
+    write_us = (time.process_time() - started) * 1e6 / (n - 1)
+    await writer.close()
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(f"DELETE FROM {TABLE} WHERE prefix = 'bench-row-cost'")
+    finally:
+        await connection.close()
+    return {"record_us": record_us, "write_us": write_us}
+
+
+async def row_size(dsn: str) -> dict[str, float]:
+    """Bytes per history row: the whole relation (indexes included), heap, indexes."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(f"ANALYZE {TABLE}")
+        rows = await connection.fetchval(f"SELECT count(*) FROM {TABLE}")
+        total = await connection.fetchval("SELECT pg_total_relation_size($1)", TABLE)
+        heap = await connection.fetchval("SELECT pg_table_size($1)", TABLE)
+        indexes = await connection.fetchval("SELECT pg_indexes_size($1)", TABLE)
+    finally:
+        await connection.close()
+    return {
+        "rows": rows,
+        "total_bytes": total,
+        "bytes_per_row": total / rows if rows else 0.0,
+        "heap_bytes_per_row": heap / rows if rows else 0.0,
+        "index_bytes_per_row": indexes / rows if rows else 0.0,
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    settings = Settings.load(
+        amqp_url=args.amqp_url,
+        prefix=f"bench-history-{secrets.token_hex(3)}",
+        retry_delays=[1.0],
+        log_level="warning",
+    )
+    configure_logging(settings)
+    server_dsn = args.pg_dsn
+    database = f"cf_bench_history_{secrets.token_hex(4)}"
+    dsn = f"{server_dsn.rpartition('/')[0]}/{database}"
+    await _admin(server_dsn, f'CREATE DATABASE "{database}"')
+    rounds: dict[str, list[Round]] = {v: [] for v in VARIANTS}
+    offset = 0
+    try:
+        for i in range(args.rounds):
+            order = VARIANTS if i % 2 == 0 else VARIANTS[::-1]
+            for variant in order:
+                done = await drain(
+                    settings, args.events, offset, dsn if variant == "history on" else None
+                )
+                offset += args.events
+                rounds[variant].append(done)
+                print(f"  {variant}: {done}", file=sys.stderr)
+        size = await row_size(dsn)
+        cost = await row_cost(dsn)
+    finally:
+        await delete_all(settings, ["noop-history"])
+        await _admin(server_dsn, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{_cpu_model()}, {os.cpu_count()} cores",
+        "events_per_round": args.events,
+        "rounds": {v: [asdict(r) for r in done] for v, done in rounds.items()},
+        "row_size": size,
+        "row_cost": cost,
+    }
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = [
+        "| worker, no-op consumer | events/s (median) | rounds | worker CPU µs/event "
+        "| database CPU µs/event | outcomes written / dropped |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for variant, done in result["rounds"].items():
+        rates = [r["rate"] for r in done]
+        database = [r["database_us"] for r in done if r["database_us"] is not None]
+        kept = (
+            f"{sum(r['written'] for r in done):,} / {sum(r['dropped'] for r in done):,}"
+            if variant == "history on"
+            else "-"
+        )
+        lines.append(
+            f"| {variant} | {_median(rates):,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} "
+            f"| {_median([r['worker_us'] for r in done]):,.0f} "
+            f"| {f'{_median(database):,.0f}' if database else '-'} | {kept} |"
+        )
+    off = _median([r["rate"] for r in result["rounds"]["history off"]])
+    on = _median([r["rate"] for r in result["rounds"]["history on"]])
+    size, cost = result["row_size"], result["row_cost"]
+    lines += [
+        "",
+        f"History on: {on / off:.1%} of history off's events/s (median rounds)." if off else "",
+        f"Bytes per outcome row: {size['bytes_per_row']:,.0f} "
+        f"(heap {size['heap_bytes_per_row']:,.0f}, indexes {size['index_bytes_per_row']:,.0f}; "
+        f"{size['rows']:,} rows, {size['total_bytes'] / 1e6:,.1f} MB).",
+        f"Worker CPU per outcome, the history alone: record() {cost['record_us']:.1f} µs, "
+        f"the batched COPY {cost['write_us']:.1f} µs.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--amqp-url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    )
+    parser.add_argument(
+        "--pg-dsn",
+        default=os.environ.get("PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"),
+    )
+    parser.add_argument("--events", type=int, default=6000, help="events per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="write bench/results/history.json")
+    args = parser.parse_args(argv)
+    runner: Any = asyncio.run
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        runner = uvloop.run  # as the command runs the roles
+    result: dict[str, Any] = runner(run(args))
+    print(f"{result['date']}, {result['machine']}\n")
+    print(table(result))
+    if args.json:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "history.json").write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
