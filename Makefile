@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
-.PHONY: help venv run test lint docs check bench bench-builtins bench-parse soak clean
+.PHONY: help venv run test test-setup lint docs check bench bench-builtins bench-parse soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,8 +20,11 @@ run: venv ## run the whole system (ingress on :8080, router, worker with the log
 	CALLBACK_FANOUT_AMQP_URL=$${CALLBACK_FANOUT_AMQP_URL:-$(AMQP_URL)} \
 	  $(VENV)/bin/callback-fanout run --consumer $${CONSUMER:-log}
 
-test: venv ## run the test suite against the broker at AMQP_URL
+test: venv test-setup ## run the test suite against the broker at AMQP_URL (after test-setup)
 	$(PY) -m pytest
+
+test-setup: ## find or install what the tests need: RabbitMQ, PostgreSQL, Redis, prometheus
+	bash .ci/setup
 
 lint: venv ## ruff and mypy (strict)
 	$(VENV)/bin/ruff check .

@@ -45,7 +45,7 @@ async def test_prometheus_has_data_for_every_dashboard_and_alert_expression_and_
     rabbitmq_metrics = f"{URL(settings.broker_url).host}:15692"
     assert await status_of(http, f"http://{rabbitmq_metrics}/metrics") == 200, (
         f"RabbitMQ's metrics do not answer on {rabbitmq_metrics}: "
-        "rabbitmq-plugins enable rabbitmq_prometheus (.ci/run does it for a local broker)"
+        "rabbitmq-plugins enable rabbitmq_prometheus (make test-setup does it for a local broker)"
     )
     broker.track(["steady", "failing"], [0.2])
     port, admin = free_port(), {role: free_port() for role in ("ingress", "router", "worker")}

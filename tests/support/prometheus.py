@@ -23,7 +23,8 @@ from tests.support.promql import ALERTS, PROMETHEUS_CONFIG
 __all__ = ["PrometheusServer", "config_for", "promtool"]
 
 INSTALL_HINT = (
-    "apt-get install prometheus (Debian's package: prometheus and promtool; .ci/run installs it)"
+    "apt-get install prometheus (Debian's package: prometheus and promtool; "
+    "make test-setup installs it)"
 )
 
 
