@@ -16,9 +16,11 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import pydantic
 
 from shared.callbacks.events import RAW_BODY_CONTEXT, CallbackEvent
 from shared.callbacks.routing import topic_matches
+from shared.errors import ConfigError, FanoutError
 from shared.settings import mask_url
 from workers.builtin.archive import Options
 
@@ -98,7 +100,11 @@ class ArchiveTable:
 
     def __init__(self, dsn: str, table: str = "callback_events") -> None:
         # The archive's own check of the name: it goes into the statements.
-        self.table = Options.model_validate({"dsn": dsn, "table": table}).table
+        try:
+            self.table = Options.model_validate({"dsn": dsn, "table": table}).table
+        except pydantic.ValidationError as exc:
+            problem = exc.errors(include_url=False, include_input=False)[0]["msg"]
+            raise ConfigError(f"archive table {table!r}: {problem}") from None
         self._dsn = dsn
         self._quoted = ".".join(f'"{part}"' for part in self.table.split("."))
         self._connection: asyncpg.Connection | None = None
@@ -108,7 +114,12 @@ class ArchiveTable:
         return f"{self.table} at {mask_url(self._dsn)}"
 
     async def __aenter__(self) -> ArchiveTable:
-        self._connection = await asyncpg.connect(self._dsn, timeout=10)
+        try:
+            self._connection = await asyncpg.connect(self._dsn, timeout=10)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            raise FanoutError(
+                f"cannot read the archive at {mask_url(self._dsn)}: {type(exc).__name__}: {exc}"
+            ) from None
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -116,9 +127,14 @@ class ArchiveTable:
             await self._connection.close()
             self._connection = None
 
-    def _db(self) -> asyncpg.Connection:
+    async def _fetch(self, statement: str, *arguments: object) -> list[asyncpg.Record]:
         assert self._connection is not None, "use the table in `async with`"
-        return self._connection
+        try:
+            return list(await self._connection.fetch(statement, *arguments))
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            raise FanoutError(
+                f"cannot read the archive {self.describe()}: {type(exc).__name__}: {exc}"
+            ) from None
 
     def _arguments(self, window: Window, after: int) -> tuple[object, ...]:
         return (window.since, window.until, window.job_id, after)
@@ -129,7 +145,7 @@ class ArchiveTable:
             f"SELECT routing_key, count(*) AS n FROM {self._quoted} WHERE {_WHERE} "
             "GROUP BY routing_key"
         )
-        by_key = await self._db().fetch(statement, *self._arguments(window, after))
+        by_key = await self._fetch(statement, *self._arguments(window, after))
         return sum(int(r["n"]) for r in by_key if window.matches(r["routing_key"]))
 
     async def events(
@@ -140,7 +156,7 @@ class ArchiveTable:
             f"SELECT {_FIELDS} FROM {self._quoted} WHERE {_WHERE} ORDER BY id LIMIT {int(page)}"
         )
         while True:
-            records = await self._db().fetch(statement, *self._arguments(window, after))
+            records = await self._fetch(statement, *self._arguments(window, after))
             for record in records:
                 if window.matches(record["routing_key"]):
                     yield ArchivedEvent.of(record)
