@@ -338,3 +338,28 @@ def test_a_time_is_iso_8601_utc_without_an_offset_or_a_duration_ago() -> None:
     assert parse_time("1d", now) == now - timedelta(days=1)
     with pytest.raises(ConfigError, match="'yesterday' is not a time"):
         parse_time("yesterday", now)
+
+
+async def test_the_archive_is_the_configuration_files_archive_consumer_by_default(
+    broker: BrokerClient, pg: asyncpg.Connection, pg_dsn: str, table: str, tmp_path: Path
+) -> None:
+    [target] = await declared(broker, "target")
+    await archived(pg, table, [made_event(1, SINCE), made_event(2, SINCE)])
+    (tmp_path / "dsn.txt").write_text(pg_dsn)
+    config = tmp_path / "callback-fanout.toml"
+    config.write_text(
+        f'[consumers.store]\nuse = "archive"\nroutes = ["#"]\n'
+        f'dsn = {{ file = "dsn.txt" }}\ntable = "{table}"\n\n'
+        '[consumers.audit]\nuse = "log"\nroutes = ["#"]\n'
+    )
+    argv = ["replay", "--consumer", "target", *WINDOW, "--dry-run", "--config", str(config)]
+    argv += ["--amqp-url", broker.url, "--prefix", broker.topology.prefix]
+    args = _build_parser().parse_args(argv)
+    out = io.StringIO()
+
+    assert await run_replay(args, _settings_from(args), out) == 0
+
+    assert out.getvalue().splitlines()[:2] == [
+        f"would replay 2 events to {target} (2 in the window)",
+        f"  archive  {table} at {pg_dsn}",
+    ]
