@@ -43,7 +43,7 @@ PARKING_WINDOW = 500
 #: Seconds a database may take to answer a trace.
 _DB_TIMEOUT = 10.0
 
-State = Literal["handled", "duplicate", "waiting", "retrying", "parked", "unknown"]
+State = Literal["handled", "duplicate", "filtered", "waiting", "retrying", "parked", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -397,6 +397,8 @@ def _whereabouts(
             out.append(Now(name, "retrying", queue, detail=detail))
         elif attempt.outcome == "duplicate":
             out.append(Now(name, "duplicate", detail="dropped as a duplicate: handled before"))
+        elif attempt.outcome == "filtered":
+            out.append(Now(name, "filtered", detail="refused by its filter: acked, not handled"))
         else:
             out.append(Now(name, "handled", detail=f"attempt {attempt.attempt}"))
     for m in mine:  # parked where no consumer is: unrouted, unparsed

@@ -5,8 +5,9 @@ Written by the workers (``workers.runtime.history``, in batches beside the work)
 agree on: the table, the row, and the statements; it opens no connection of its own.
 
 One row is one decision about one event in one consumer: ``handled``, ``retried``,
-``parked``, ``duplicate`` or ``timed_out`` (the handler was cut off and the event retried; a
-timeout on the last attempt is ``parked``, its reason saying so). ``prefix`` keeps the
+``parked``, ``duplicate``, ``timed_out`` (the handler was cut off and the event retried; a
+timeout on the last attempt is ``parked``, its reason saying so) or ``filtered`` (the
+consumer's filter refused it). ``prefix`` keeps the
 deployments that share a database apart. No primary key: rows are looked up by job id,
 request id or idempotency key (an index each) and removed by age (a BRIN index on ``at``,
 a few pages for millions of rows).
@@ -35,8 +36,8 @@ __all__ = [
 TABLE = "callback_fanout_history"
 
 #: What a history row's ``outcome`` says.
-HISTORY_OUTCOMES = ("handled", "retried", "parked", "duplicate", "timed_out")
-HistoryOutcome = Literal["handled", "retried", "parked", "duplicate", "timed_out"]
+HISTORY_OUTCOMES = ("handled", "retried", "parked", "duplicate", "timed_out", "filtered")
+HistoryOutcome = Literal["handled", "retried", "parked", "duplicate", "timed_out", "filtered"]
 
 #: The longest error or park reason a row keeps, in UTF-8 bytes.
 MOST_ERROR_BYTES = 500

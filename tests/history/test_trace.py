@@ -7,13 +7,16 @@ import functools
 import io
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 from pydantic import SecretStr
 
 from callback_fanout.cli import _build_parser, _settings_from
 from callback_fanout.commands.trace import run_trace
 from callback_fanout.tracing import ArchiveSource, ConsumerRoutes, Trace, trace
+from shared.history import COLUMNS, TABLE, create_table_sql
 from shared.settings import Settings
 from tests.conftest import SEEDS, StartSystem
 from tests.history.conftest import StartWith
@@ -250,3 +253,51 @@ async def test_the_received_step_comes_from_the_archive_when_one_runs(
     assert event.received.source_address == "127.0.0.1"
     assert event.routing_key == "TaskFinish.ImageOCR.Success"
     assert event.attempts == []  # no history in these settings
+
+
+async def test_rows_of_the_history_alone_tell_each_consumers_last_outcome(
+    pg: asyncpg.Connection, history_dsn: str, prefix: str
+) -> None:
+    """Written as the workers write them (filtered: a consumer's filter refused the event)."""
+    for statement in create_table_sql():
+        await pg.execute(statement)
+    now = datetime.now(UTC)
+    rows = [
+        (
+            now + timedelta(seconds=i),
+            prefix,
+            consumer,
+            outcome,
+            attempt,
+            "key-1",
+            "job-1",
+            "req-1",
+            "TaskFinish.ImageOCR.Success",
+            error,
+            0.001,
+            now,
+            "10.0.0.9",
+            "vendor",
+        )
+        for i, (consumer, outcome, attempt, error) in enumerate(
+            [
+                ("thumbs", "filtered", 1, None),
+                ("billing", "timed_out", 1, "timed out after 5s"),
+                ("audit", "duplicate", 1, None),
+            ]
+        )
+    ]
+    await pg.copy_records_to_table(TABLE, records=rows, columns=COLUMNS)
+    consumers = [ConsumerRoutes(n, ("TaskFinish.#",)) for n in ("thumbs", "billing", "audit")]
+    found = await trace("req-1", prefix=prefix, consumers=consumers, history_dsn=history_dsn)
+    [event] = found.events
+    assert event.received is not None
+    assert (event.received.source_address, event.received.token_name) == ("10.0.0.9", "vendor")
+    assert {n.consumer: n.state for n in event.now} == {
+        "thumbs": "filtered",
+        "billing": "retrying",
+        "audit": "duplicate",
+    }
+    assert "the parking queues were not looked in" in found.notes
+    other = await trace("req-1", prefix=f"{prefix}-x", consumers=consumers, history_dsn=history_dsn)
+    assert other.events == []  # another prefix's rows are not this deployment's
