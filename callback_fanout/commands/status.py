@@ -23,8 +23,9 @@ unacknowledged messages, consumers attached, retrying, parked, in/out rates, and
 change of the ready count per second over --window seconds.
 
 Exit status: 0 healthy; 1 when something is parked, a queue is missing, the raw queue
-has no router or a consumer queue no consumer, a --url role is not ready, or the broker
-cannot be reached; 2 for invalid settings.
+has no router or a consumer queue no consumer (a paused consumer's queue is shown
+`paused`, not a problem), a --url role is not ready, or the broker cannot be reached; 2
+for invalid settings.
 
 Consumer queues come from the consumers the workers load (--consumer,
 CALLBACK_FANOUT_CONSUMERS, the --config file, the entry points): AMQP cannot list
@@ -97,6 +98,7 @@ async def run_status(
     args: argparse.Namespace, settings: Settings, out: TextIO | None = None
 ) -> int:
     """Print the status (once, or every --watch seconds) to ``out``; the exit status."""
+    from callback_fanout.consumers import holds
     from callback_fanout.management import management_for
     from callback_fanout.readiness import check_readiness, readyz_url
     from callback_fanout.status import ConsumerRef, collect
@@ -112,21 +114,24 @@ async def run_status(
         ConsumerRef(c.spec.name, RetryPolicy.for_consumer(c.spec, settings).delays)
         for c in consumers_of(settings, os.environ)  # as the workers find them
     ]
+    configured = {ref.name for ref in refs}
     as_json = wants_json(args.json, out)
     console = console_for(out)
     connection = await connect_once(settings, role="status")
     last = 1
     try:
         while True:
-            roles, status = await asyncio.gather(
-                check_readiness(urls),
-                collect(
-                    connection,
-                    Topology(settings.prefix, settings.quorum_initial_group_size),
-                    refs,
-                    management=management_for(settings),
-                    window=args.window,
-                ),
+            roles, held = await asyncio.gather(
+                check_readiness(urls), holds(connection, settings.prefix)
+            )
+            status = await collect(
+                connection,
+                Topology(settings.prefix, settings.quorum_initial_group_size),
+                # and the consumers the workers say they run, or that were paused
+                [*refs, *(ConsumerRef(n) for n in sorted(held) if n not in configured)],
+                management=management_for(settings),
+                window=args.window,
+                holds=held,
             )
             status = dataclasses.replace(status, roles=tuple(roles))
             last = status.exit_status
