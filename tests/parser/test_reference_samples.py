@@ -28,9 +28,17 @@ def _reference_dir() -> Path | None:
 
 REFERENCE = _reference_dir()
 pytestmark = pytest.mark.skipif(
-    REFERENCE is None or not REFERENCE.is_dir(),
+    REFERENCE is None,
     reason=f"set {REFERENCE_VARIABLE} to a directory of the vendor's sample callbacks",
 )
+
+
+def test_the_reference_directory_named_holds_the_samples() -> None:
+    """A mistyped directory fails here rather than skipping every sample."""
+    assert REFERENCE is not None
+    assert REFERENCE.is_dir(), f"{REFERENCE_VARIABLE}={REFERENCE} is not a directory"
+    assert len(_samples()) >= 100, f"{REFERENCE} holds {len(_samples())} samples"
+    assert (REFERENCE / "SOURCES-docs.tsv").is_file()
 
 
 def _samples() -> list[Path]:
