@@ -77,9 +77,8 @@ async def test_a_broker_restart_under_load_loses_nothing_and_every_role_comes_ba
             mine = await t.declare_queue(broker.channel, queue)
         except (aio_pika.exceptions.AMQPError, RuntimeError):
             return False  # the test's own connection is still coming back
-        return bool(raw.declaration_result.consumer_count) and bool(
-            mine.declaration_result.consumer_count
-        )
+        counts = (raw.declaration_result.consumer_count, mine.declaration_result.consumer_count)
+        return counts == (1, 1)  # exactly one each: a role that came back twice consumes twice
 
     await eventually(consuming_again, timeout=60, interval=0.5)
     parked: list[str] = []

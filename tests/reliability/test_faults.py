@@ -196,7 +196,8 @@ async def test_connections_cut_under_load_every_role_reconnects_and_nothing_acce
 
 
 async def _has_consumers(broker: BrokerClient, queue: str, n: int) -> bool:
-    return await consumers_on(broker, queue) >= n
+    """Exactly ``n`` consumers: a role that came back twice would show two."""
+    return await consumers_on(broker, queue) == n
 
 
 async def test_a_sigterm_stops_the_ingress_accepting_finishes_in_flight_publishes_and_exits_0(

@@ -270,7 +270,9 @@ async def test_show_is_a_table_at_a_terminal_and_the_same_json_lines_when_piped(
     # the same byte for byte).
     assert _undelivered(result.out) == _undelivered(in_process)
     assert json.loads(result.out)["job_id"] == JOB_ID
-    assert abs(json.loads(result.out)["headers"]["x-dead-at"] - time.time()) < 30
+    dead_at = json.loads(result.out)["headers"]["x-dead-at"]
+    assert isinstance(dead_at, int)  # whole seconds since the epoch, as documented
+    assert abs(dead_at - time.time()) < 30
     forced = ["show", "doomed", "--json"]
     at_a_terminal = await asyncio.to_thread(at_terminal, _argv(settings, *forced))
     assert _undelivered(at_a_terminal.out) == _undelivered(in_process)
