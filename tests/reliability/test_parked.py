@@ -116,12 +116,16 @@ async def test_replay_sends_a_dead_event_back_to_its_consumer_with_attempts_rese
     assert out.strip() == f"would replay 1 from {dead}"
     assert await broker.count(dead) == 1
 
-    doomed.always_fail = False  # the consumer's bug is fixed
+    # The consumer's bug is fixed but it fails once more: with its attempts reset the replayed
+    # event is retried (attempt 1, then 2 of max_attempts=2); with the dead message's
+    # x-attempts kept (2) that one failure would park it again at once.
     calls_before = len(doomed.calls)
+    doomed.always_fail = False
+    doomed.fail_times = calls_before + 1
     out = await parked(settings, capsys, "replay", "doomed")
     assert out.strip() == f"replayed 1 from {dead}"
     await eventually(lambda: len(doomed.events) == 1)
-    assert len(doomed.calls) == calls_before + 1  # first attempt again, not attempt 3
+    assert len(doomed.calls) == calls_before + 2  # attempt 1 failed, attempt 2 succeeded
     assert doomed.events[0].job_id == "a3c193f288b2c11eeb60f39de2f86f409"
     envelope = doomed.events[0].envelope
     assert envelope is not None
