@@ -1,20 +1,16 @@
 """Fixtures of the holding tests: worker replicas in the test's loop, a consumer that tallies
-what it handles (with each delivery's attempt), events published into its queue, and the
-control stream and question exchange removed after the test."""
+what it handles (with each delivery's attempt), events published into its queue."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import aio_pika
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.control import ask_exchange, control_stream
 from shared.metrics import Metrics, render
 from shared.settings import Settings
 from shared.wire.events import event_message
@@ -120,7 +116,7 @@ StartWorker = Callable[..., Awaitable[WorkerService]]
 @pytest.fixture
 async def start_worker(settings: Settings, broker: BrokerClient) -> AsyncIterator[StartWorker]:
     """``await start_worker([consumer, ...], settings_=...)``: a worker replica, started
-    (stopped at teardown); the control stream and exchange go after the test."""
+    (stopped at teardown; the broker fixture removes its queues and the control stream)."""
     running: list[WorkerService] = []
 
     async def start(
@@ -137,10 +133,3 @@ async def start_worker(settings: Settings, broker: BrokerClient) -> AsyncIterato
     yield start
     for worker in running:
         await worker.stop()
-    channel = await broker.connection.channel()
-    with contextlib.suppress(aio_pika.exceptions.AMQPError):
-        await channel.queue_delete(control_stream(settings.prefix))
-    with contextlib.suppress(aio_pika.exceptions.AMQPError):
-        await channel.exchange_delete(ask_exchange(settings.prefix))
-    with contextlib.suppress(aio_pika.exceptions.AMQPError):
-        await channel.close()

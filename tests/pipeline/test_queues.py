@@ -1,5 +1,6 @@
-"""Every queue the system declares is a durable quorum queue, as the broker itself reports it
-(invariant 5: a RabbitMQ cluster keeps them across the loss of a node)."""
+"""Every queue the system declares is a durable quorum queue (the control stream a durable
+stream), as the broker itself reports it (invariant 5: a RabbitMQ cluster keeps them across
+the loss of a node)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 
 import pytest
 
+from shared.control import control_stream
 from tests.conftest import StartSystem
 from tests.support.broker import BrokerClient
 from tests.support.broker_control import BrokerControl
@@ -43,6 +45,9 @@ async def test_every_queue_of_every_role_is_a_durable_quorum_queue(
             consumer.main,
             consumer.dead,
             *(queue for _, queue in consumer.delays),
+            control_stream(prefix),
         ]
     )
+    # the pauses' record is a stream: replicated and durable as a quorum queue, read by all
+    assert mine.pop(control_stream(prefix)) == ("stream", True)
     assert set(mine.values()) == {("quorum", True)}

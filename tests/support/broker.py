@@ -16,6 +16,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from shared.control import ask_exchange, control_stream
 from shared.topology import Topology
 from tests.support.broker_control import RabbitmqContainer
 
@@ -112,11 +113,12 @@ class BrokerClient:
         for name in self.consumer_names:
             cq = t.consumer(name, sorted(self.delays) or [1.0])
             queues += [cq.main, cq.dead, *(q for _, q in cq.delays)]
+        queues.append(control_stream(t.prefix))  # the workers' control state
         channel = await self.connection.channel()
         for queue in queues:
             with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await channel.queue_delete(queue)
-        for exchange in (t.events, t.unrouted):
+        for exchange in (t.events, t.unrouted, ask_exchange(t.prefix)):
             with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await channel.exchange_delete(exchange)
         await self.connection.close()
