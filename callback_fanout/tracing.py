@@ -24,6 +24,7 @@ from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 from callback_fanout.parking import MessageFilter, ParkedMessage, Parking
 from shared.callbacks.routing import topic_matches
 from shared.history import MOST_ROWS, TABLE, HistoryRow, lookup_sql
+from shared.otel import trace_link
 from shared.topology import Topology
 from shared.wire.headers import IDEMPOTENCY_KEY, REQUEST_ID
 
@@ -110,6 +111,8 @@ class EventTrace:
     received: Received | None = None
     attempts: list[Attempt] = field(default_factory=list)
     now: list[Now] = field(default_factory=list)
+    #: The traces of the tracing backend this event was seen in, and their UI pages.
+    traces: dict[str, str | None] = field(default_factory=dict)
 
     def steps(self) -> list[dict[str, Any]]:
         """The story as time-ordered steps (what the command prints, a line or a row each)."""
@@ -150,6 +153,8 @@ class EventTrace:
                     "handler_seconds": a.handler_seconds,
                 }
             )
+        for trace_id, url in self.traces.items():
+            out.append({"step": "traced", "at": None, **ids, "trace_id": trace_id, "url": url})
         for now in self.now:
             out.append(
                 {
@@ -192,12 +197,14 @@ async def trace(
     connection: AbstractConnection | None = None,
     topology: Topology | None = None,
     window: int = PARKING_WINDOW,
+    tracing_ui_url: str | None = None,
 ) -> Trace:
     """The story of every event ``id`` (a job id, request id or idempotency key) names.
 
     ``connection`` (with ``topology``) is the broker whose parking queues are looked in;
     None: they are not. Reads at most ``window`` messages of each parking queue and
-    :data:`shared.history.MOST_ROWS` history rows.
+    :data:`shared.history.MOST_ROWS` history rows. ``tracing_ui_url`` (the setting) links
+    each trace id the history names to the tracing UI.
     """
     result = Trace(id)
     events: dict[str, EventTrace] = {}  # by idempotency key (or a stand-in)
@@ -234,6 +241,8 @@ async def trace(
         event.attempts.append(
             Attempt(row.at, row.consumer, row.attempt, row.outcome, row.error, row.handler_seconds)
         )
+        if row.trace_id is not None:
+            event.traces[row.trace_id] = trace_link(tracing_ui_url, row.trace_id)
 
     if not archives:
         result.notes.append(

@@ -64,6 +64,7 @@ class HistoryRow:
     received_at: datetime | None
     source_address: str | None
     token_name: str | None
+    trace_id: str | None
 
     @classmethod
     def from_record(cls, record: Any) -> HistoryRow:
@@ -109,7 +110,8 @@ def create_table_sql(table: str = TABLE) -> list[str]:
             handler_seconds double precision,
             received_at timestamptz,
             source_address text,
-            token_name text
+            token_name text,
+            trace_id text
         )""",
         f"CREATE INDEX IF NOT EXISTS {table}_job_id_idx ON {table} (job_id)",
         f"CREATE INDEX IF NOT EXISTS {table}_request_id_idx ON {table} (request_id)",

@@ -42,6 +42,7 @@ __all__ = [
     "link_to",
     "replayed",
     "requested",
+    "trace_id_of",
     "trace_link",
     "tracer",
 ]
@@ -203,7 +204,19 @@ def replayed(headers: dict[str, Any]) -> dict[str, Any]:
     return headers
 
 
-def trace_link(template: str | None, trace_id: str) -> str | None:
+def trace_id_of(traceparent: object) -> str | None:
+    """The trace id (32 lower-case hex digits) of a W3C ``traceparent``, or ``None`` when it
+    is missing or not one (no OpenTelemetry needed)."""
+    if not traceparent:
+        return None
+    parts = _text(traceparent).strip().split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or parts[1] == "0" * 32:
+        return None
+    trace_id = parts[1].lower()
+    return trace_id if all(c in "0123456789abcdef" for c in trace_id) else None
+
+
+def trace_link(template: str | None, trace_id: str | None) -> str | None:
     """The tracing UI's page of ``trace_id`` by the ``tracing_ui_url`` setting (a template
     with ``{trace_id}``, e.g. ``https://jaeger.example/trace/{trace_id}``); ``None`` without
     a template or a trace id."""

@@ -89,6 +89,7 @@ async def run_trace(args: argparse.Namespace, settings: Settings, out: TextIO | 
             connection=connection,
             topology=topology,
             window=args.window,
+            tracing_ui_url=settings.tracing_ui_url,
         )
     finally:
         if connection is not None:
@@ -195,5 +196,7 @@ def _row(step: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
             said.append(str(step["error"]).splitlines()[0])
         detail = " · ".join(s for s in said if s)
         return when, kind, step["consumer"], str(step["attempt"]), step["outcome"], detail
+    if kind == "traced":
+        return when, kind, "", "", "", str(step["url"] or f"trace {step['trace_id']}")
     said = [step["queue"] or "", step["detail"] or ""]
     return when, "now", step["consumer"], "", step["state"], " · ".join(s for s in said if s)

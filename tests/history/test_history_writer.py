@@ -149,6 +149,7 @@ async def _insert(pg: asyncpg.Connection, prefix: str, ages: list[timedelta]) ->
             now - age,
             "127.0.0.1",
             None,
+            None,
         )
         for i, age in enumerate(ages)
     ]

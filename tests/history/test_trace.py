@@ -31,6 +31,7 @@ pytestmark = pytest.mark.broker
 
 JOB_ID = "a3c193f288b2c11eeb60f39de2f86f409"  # the job of ocr.1.xml
 TRACED = "tests.support.traced_consumers"
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"  # of a W3C traceparent
 
 
 @dataclass
@@ -278,6 +279,7 @@ async def test_rows_of_the_history_alone_tell_each_consumers_last_outcome(
             now,
             "10.0.0.9",
             "vendor",
+            TRACE_ID,
         )
         for i, (consumer, outcome, attempt, error) in enumerate(
             [
@@ -289,8 +291,17 @@ async def test_rows_of_the_history_alone_tell_each_consumers_last_outcome(
     ]
     await pg.copy_records_to_table(TABLE, records=rows, columns=COLUMNS)
     consumers = [ConsumerRoutes(n, ("TaskFinish.#",)) for n in ("thumbs", "billing", "audit")]
-    found = await trace("req-1", prefix=prefix, consumers=consumers, history_dsn=history_dsn)
+    found = await trace(
+        "req-1",
+        prefix=prefix,
+        consumers=consumers,
+        history_dsn=history_dsn,
+        tracing_ui_url="https://traces.example/trace/{trace_id}?from=fanout",
+    )
     [event] = found.events
+    assert event.traces == {TRACE_ID: f"https://traces.example/trace/{TRACE_ID}?from=fanout"}
+    [traced] = [step for step in event.steps() if step["step"] == "traced"]
+    assert traced["url"] == f"https://traces.example/trace/{TRACE_ID}?from=fanout"
     assert event.received is not None
     assert (event.received.source_address, event.received.token_name) == ("10.0.0.9", "vendor")
     assert {n.consumer: n.state for n in event.now} == {

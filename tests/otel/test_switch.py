@@ -48,6 +48,25 @@ def test_the_ui_link_fills_the_template_with_the_trace_id() -> None:
     assert otel.trace_link("https://jaeger.example/trace/{trace_id}", "") is None
 
 
+@pytest.mark.parametrize(
+    ("traceparent", "trace_id"),
+    [
+        (PARENT, "0af7651916cd43dd8448eb211c80319c"),
+        (PARENT.upper().encode(), "0af7651916cd43dd8448eb211c80319c"),  # as a header's bytes
+        (None, None),
+        ("", None),
+        ("00-0af7651916cd43dd-b7ad6b7169203331-01", None),  # too short
+        ("00-" + "0" * 32 + "-b7ad6b7169203331-01", None),  # the invalid all-zero id
+        ("00-0af7651916cd43dd8448eb211c80319g-b7ad6b7169203331-01", None),  # not hex
+        ("nonsense", None),
+    ],
+)
+def test_the_trace_id_of_a_traceparent_needs_no_opentelemetry(
+    traceparent: object, trace_id: str | None
+) -> None:
+    assert otel.trace_id_of(traceparent) == trace_id
+
+
 def test_a_replayed_copy_carries_its_original_context_as_a_link_not_a_parent() -> None:
     headers: dict[str, object] = {TRACEPARENT: PARENT, TRACESTATE: "k=v", "x-request-id": "r"}
     assert otel.replayed(headers) == {TRACE_REPLAY_OF: PARENT, "x-request-id": "r"}

@@ -29,8 +29,9 @@ from aio_pika.abc import AbstractIncomingMessage
 from shared.history import COLUMNS, TABLE, create_table_sql, purge_sql, truncated
 from shared.logs import get_logger, mask_values
 from shared.metrics import Counter, Metrics
+from shared.otel import trace_id_of
 from shared.settings import Settings, mask_url
-from shared.wire.headers import IDEMPOTENCY_KEY, REQUEST_ID, ROUTING_KEY
+from shared.wire.headers import IDEMPOTENCY_KEY, REQUEST_ID, ROUTING_KEY, TRACEPARENT
 from workers.runtime.handling import Outcome
 
 __all__ = ["DROP_REASONS", "HistoryWriter"]
@@ -138,6 +139,7 @@ class HistoryWriter:
                 envelope.received_at if envelope is not None else None,
                 envelope.source_address if envelope is not None else None,
                 envelope.token_name if envelope is not None else None,
+                trace_id_of(envelope.traceparent) if envelope is not None else None,
             )
         else:  # it did not validate: what its message says of it
             headers = message.headers or {}
@@ -158,6 +160,7 @@ class HistoryWriter:
                 None,
                 None,
                 None,
+                trace_id_of(headers.get(TRACEPARENT)),
             )
         self._rows.append(row)
         if not self._pending.is_set():
