@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from callback_fanout import status as status_module
 from callback_fanout.cli import _build_parser, _settings_from, _status
 from shared.settings import Settings
 from tests.conftest import SEEDS, StartSystem
@@ -166,6 +167,53 @@ async def test_a_backlog_shows_as_ready_and_its_change_per_second(
     assert code == 1
 
 
+async def test_traffic_during_the_window_shows_as_a_positive_change_per_second(
+    start_system: StartSystem, broker: BrokerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system = await start_system([Recorder("log", ["#"])], router=False)
+    for _ in range(3):
+        assert (await system.post(OCR)).status == 200
+    await eventually(functools.partial(broker.count_is, broker.topology.raw, 3))
+
+    first_reading_taken = asyncio.Event()
+    take = status_module._snapshot
+
+    async def noting_the_first(*args: Any, **kwargs: Any) -> Any:
+        reading = await take(*args, **kwargs)
+        first_reading_taken.set()
+        return reading
+
+    monkeypatch.setattr(status_module, "_snapshot", noting_the_first)
+    running = asyncio.create_task(status(system.settings, "--window", "1.5"))
+    await first_reading_taken.wait()
+    for _ in range(6):  # one after the other: one message each (no group commit)
+        assert (await system.post(OCR)).status == 200
+    _, document = await running
+    raw = document["queues"][0]
+    assert raw["ready"] == 9
+    seconds = document["window_seconds"]
+    assert seconds >= 1.5
+    assert raw["ready_change_per_s"] == pytest.approx(6 / seconds, abs=0.1)
+    assert raw["ready_change_per_s"] > 0
+
+
+async def test_events_waiting_in_a_delay_queue_are_counted_as_retrying(
+    settings: Settings, start_system: StartSystem, broker: BrokerClient
+) -> None:
+    slow_retry = settings.model_copy(update={"retry_delays": [60.0]})
+    log = Recorder("log", ["#"], fail_times=2)  # both events wait a minute for attempt 2
+    system = await start_system([log], settings_=slow_retry)
+    for _ in range(2):
+        assert (await system.post(OCR)).status == 200
+    [(_, delay)] = broker.topology.consumer("log", [60.0]).delays
+    await eventually(functools.partial(broker.count_is, delay, 2))
+
+    code, document = await status(slow_retry)
+    p = settings.prefix
+    assert rows(document)[1] == (f"{p}.consumer.log", 0, 1, 2, 0, [])
+    assert code == 0  # retrying is work in progress, not a problem
+
+
 async def test_each_role_readyz_is_included_and_one_not_ready_makes_exit_1(
     healthy: RunningSystem,
 ) -> None:
@@ -236,11 +284,16 @@ def test_bad_status_arguments_are_refused_clearly(capsys: pytest.CaptureFixture[
         _build_parser().parse_args(["status", "--window", "-1"])
     assert exited.value.code == 2
     assert "seconds must be 0 or more" in capsys.readouterr().err
-    args = _build_parser().parse_args(["status", "--url", "127.0.0.1:9100"])
-    from shared.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="expected an admin port URL"):
-        asyncio.run(_status(args, Settings.load(management_url="off")))
+
+def test_a_url_that_is_not_an_admin_port_url_exits_2_with_one_line() -> None:
+    result = piped(["status", "--url", "127.0.0.1:9100", "--management-url", "off"])
+    assert result.status == 2
+    assert result.out == ""
+    assert result.err.strip() == (
+        "callback-fanout: --url '127.0.0.1:9100': expected an admin port URL like "
+        "http://127.0.0.1:9100"
+    )
 
 
 def test_status_exits_1_with_one_line_when_the_broker_is_away() -> None:
