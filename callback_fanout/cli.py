@@ -7,7 +7,16 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from callback_fanout import __version__
-from callback_fanout.commands import declare, parked, parse, roles, schema, status, trace
+from callback_fanout.commands import (
+    declare,
+    parked,
+    parse,
+    replay,
+    roles,
+    schema,
+    status,
+    trace,
+)
 from callback_fanout.commands.parked import run_parked as _parked
 from callback_fanout.commands.status import run_status as _status
 from callback_fanout.flags import settings_from as _settings_from
@@ -16,7 +25,7 @@ from callback_fanout.flags import settings_from as _settings_from
 __all__ = ["_parked", "_settings_from", "_status", "build_parser", "main"]
 
 #: The command modules, in the order `callback-fanout --help` lists them.
-COMMANDS = (roles, declare, status, parked, trace, parse, schema)
+COMMANDS = (roles, declare, status, parked, trace, replay, parse, schema)
 
 
 def build_parser() -> argparse.ArgumentParser:

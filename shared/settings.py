@@ -53,7 +53,7 @@ _ROLES = _read_by(*RUN_ROLES)
 # the consumers the workers load
 _CONSUMERS = _read_by("worker", "declare", "status", "parked", "trace")
 _BROKER = _read_by(*RUN_ROLES, "declare", "status", "parked", "trace")
-_EVERY = _read_by(*RUN_ROLES, "declare", "status", "parked", "schema", "trace")
+_EVERY = _read_by(*RUN_ROLES, "declare", "status", "parked", "schema", "trace", "replay")
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

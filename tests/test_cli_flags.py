@@ -12,7 +12,7 @@ from callback_fanout.cli import _build_parser, _settings_from, main
 from callback_fanout.commands.roles import DEFAULT_RUN_SPOOL, services
 from shared.settings import ENV_PREFIX, RUN_ROLES, Settings, read_by, settings_of
 
-COMMANDS = ("run", "ingress", "router", "worker", "declare", "status", "parked", "schema")
+COMMANDS = ("run", "ingress", "router", "worker", "declare", "status", "parked", "schema", "replay")
 
 
 @pytest.fixture(autouse=True)
@@ -82,7 +82,17 @@ def test_the_operators_commands_offer_what_they_read(capsys: pytest.CaptureFixtu
 
 
 def test_every_setting_is_read_by_a_known_command() -> None:
-    known = {"ingress", "router", "worker", "declare", "status", "parked", "schema", "trace"}
+    known = {
+        "ingress",
+        "router",
+        "worker",
+        "declare",
+        "status",
+        "parked",
+        "schema",
+        "trace",
+        "replay",
+    }
     for name in Settings.model_fields:
         assert read_by(name), name
         assert set(read_by(name)) <= known, name
