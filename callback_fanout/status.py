@@ -77,6 +77,7 @@ class QueueRow:
     out_per_s: float | None  # acknowledged per second, as the management API measures it
     ready_change_per_s: float | None  # from two readings over the window
     problems: tuple[str, ...]
+    hold: str | None = None  # consumer rows: running, paused, breaker open, half-open
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +94,7 @@ class QueueRow:
             "out_per_s": self.out_per_s,
             "ready_change_per_s": self.ready_change_per_s,
             "problems": list(self.problems),
+            "hold": self.hold,
         }
 
 
@@ -255,6 +257,7 @@ class _Readings:
         retrying: int | None = None,
         parked: int | None = None,
         problems: Sequence[str] = (),
+        hold: str | None = None,
     ) -> QueueRow:
         now, then = self.last.get(queue), self.first.get(queue)
         return QueueRow(
@@ -271,6 +274,7 @@ class _Readings:
             out_per_s=now.out_per_s if now else None,
             ready_change_per_s=self._change(then, now),
             problems=tuple(problems),
+            hold=hold,
         )
 
     def _change(self, then: _Reading | None, now: _Reading | None) -> float | None:
@@ -292,7 +296,12 @@ def _consumed_problems(readings: _Readings, queue: str, missing: str, idle: str)
     return [idle] if reading.consumers == 0 else []
 
 
-def _rows(topology: Topology, groups: Sequence[ConsumerGroup], r: _Readings) -> list[QueueRow]:
+def _rows(
+    topology: Topology,
+    groups: Sequence[ConsumerGroup],
+    r: _Readings,
+    holds: Mapping[str, str],
+) -> list[QueueRow]:
     rows = [
         r.row(
             topology.raw,
@@ -302,12 +311,22 @@ def _rows(topology: Topology, groups: Sequence[ConsumerGroup], r: _Readings) -> 
     ]
     for g in groups:
         parked = r.held(g.dead)
-        problems = _consumed_problems(r, g.main, "missing", "no consumer")
+        hold = holds.get(g.name)
+        idle = {"paused": [], "breaker open": ["breaker open"]}.get(hold or "", ["no consumer"])
+        reading = r.last.get(g.main)
+        # a paused consumer takes nothing on purpose; an open breaker says why it takes nothing
+        problems = ["missing"] if reading is None else idle if reading.consumers == 0 else []
         if parked:
             problems.append(f"{parked} parked")
         retrying = sum(r.held(q) for q in sorted(g.delays))
         row = r.row(
-            g.main, "consumer", consumer=g.name, retrying=retrying, parked=parked, problems=problems
+            g.main,
+            "consumer",
+            consumer=g.name,
+            retrying=retrying,
+            parked=parked,
+            problems=problems,
+            hold=hold,
         )
         rows.append(row)
     for queue in (topology.unparsed, topology.unrouted):
@@ -326,8 +345,13 @@ async def collect(
     management: Management | None = None,
     window: float = 1.0,
     roles: Sequence[RoleReadiness] = (),
+    holds: Mapping[str, str] | None = None,
 ) -> SystemStatus:
-    """Read every queue (twice, ``window`` seconds apart, when ``window`` > 0); the status."""
+    """Read every queue (twice, ``window`` seconds apart, when ``window`` > 0); the status.
+
+    ``holds``: each consumer's state (:func:`callback_fanout.consumers.holds`): a paused
+    consumer's queue without consumers is no problem.
+    """
     prober = _Prober(connection, topology)
     try:
         listed = await management.queues(topology.prefix) if management is not None else None
@@ -361,7 +385,7 @@ async def collect(
         checked_at=datetime.now(UTC),
         window=round(seconds, 3),
         management=used.masked_url if used is not None and answered else None,
-        rows=tuple(_rows(topology, groups, _Readings(first, last, seconds))),
+        rows=tuple(_rows(topology, groups, _Readings(first, last, seconds), holds or {})),
         roles=tuple(roles),
         notes=tuple(notes),
     )

@@ -16,6 +16,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from callback_fanout.consumers import ConsumerView
 from callback_fanout.parking import ParkedMessage
 from callback_fanout.readiness import RoleReadiness
 from callback_fanout.status import QueueRow, SystemStatus
@@ -23,6 +24,7 @@ from shared.wire.headers import ATTEMPTS
 
 __all__ = [
     "console_for",
+    "consumers_table",
     "is_terminal",
     "parked_counts_table",
     "parked_messages_table",
@@ -73,8 +75,9 @@ def _change(value: float | None) -> str:
 
 
 def _state(row: QueueRow) -> Text:
+    held = row.hold if row.hold in ("paused", "half-open") else None
     if not row.problems:
-        return Text("ok", style="green")
+        return Text(held, style=_PARKED) if held else Text("ok", style="green")
     style = _PARKED if all(p.endswith("parked") for p in row.problems) else _PROBLEM
     return Text(", ".join(row.problems).upper(), style=style)
 
@@ -183,5 +186,41 @@ def parked_messages_table(
             parked.routing_key or "-",
             parked.job_id or "-",
             parked.reason.strip().splitlines()[0] if parked.reason.strip() else "-",
+        )
+    return table
+
+
+_HOLDS = {"running": "green", "paused": _PARKED, "no worker": _PROBLEM}
+
+
+def consumers_table(views: Sequence[ConsumerView], now: datetime | None = None) -> Table:
+    """`consumers list`: one row per consumer, its hold first."""
+    now = now or datetime.now(UTC)
+    table = _table()
+    table.add_column("consumer", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for header in ("ready", "consumers", "workers"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for header in ("rate limit", "breakers", "paused"):
+        table.add_column(header, no_wrap=True)
+    for view in views:
+        rate = "-" if view.rate_limit is None else f"{view.rate_limit:g}/s {view.rate_scope}"
+        breakers = ", ".join(f"{n} {state}" for state, n in sorted(view.breakers.items()))
+        paused = "-"
+        if view.state == "paused":
+            until = "until resumed"
+            if view.paused_until is not None:
+                left = datetime.fromtimestamp(view.paused_until, UTC)
+                until = f"{_age(now, left)} left"
+            paused = f"by {view.paused_by}, {until}"
+        table.add_row(
+            view.name,
+            Text(view.state, style=_HOLDS.get(view.state, _PROBLEM)),
+            _number(view.ready),
+            _number(view.consumers),
+            str(view.workers),
+            rate,
+            breakers or "-",
+            paused,
         )
     return table

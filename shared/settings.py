@@ -51,9 +51,11 @@ def _read_by(*commands: str) -> JsonDict:
 _INGRESS = _read_by("ingress")
 _ROLES = _read_by(*RUN_ROLES)
 # the consumers the workers load
-_CONSUMERS = _read_by("worker", "declare", "status", "parked", "trace")
-_BROKER = _read_by(*RUN_ROLES, "declare", "status", "parked", "trace")
-_EVERY = _read_by(*RUN_ROLES, "declare", "status", "parked", "schema", "trace", "replay")
+_CONSUMERS = _read_by("worker", "declare", "status", "parked", "trace", "consumers")
+_BROKER = _read_by(*RUN_ROLES, "declare", "status", "parked", "trace", "consumers")
+_EVERY = _read_by(
+    *RUN_ROLES, "declare", "status", "parked", "schema", "trace", "replay", "consumers"
+)
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -286,7 +288,8 @@ class Settings(BaseSettings):
     # Duplicates
     redis_url: SecretStr | None = Field(
         None,
-        description="Redis URL of the dedupe store shared by all workers (unset: in-process).",
+        description="Redis URL of the dedupe store and the consumers' rate budgets, shared by "
+        "all workers (unset: in-process, each worker its own).",
         json_schema_extra=_read_by("worker"),
     )
     dedupe_window: float = Field(

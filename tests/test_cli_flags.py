@@ -92,6 +92,7 @@ def test_every_setting_is_read_by_a_known_command() -> None:
         "schema",
         "trace",
         "replay",
+        "consumers",
     }
     for name in Settings.model_fields:
         assert read_by(name), name

@@ -26,11 +26,12 @@ from shared.callbacks.events import CallbackEvent, Envelope, EventFamily, Operat
 from shared.callbacks.moderation import *  # noqa: F403
 from shared.callbacks.operations import *  # noqa: F403
 from shared.errors import GiveUp, Retry
-from workers.consumer import Consumer, ConsumerSpec, consumer
+from workers.consumer import Breaker, Consumer, ConsumerSpec, consumer
 from workers.delivery import Delivery
 from workers.middleware import CallNext, Middleware
 
 __all__ = [
+    "Breaker",
     "CallNext",
     "CallbackEvent",
     "Consumer",

@@ -2,15 +2,17 @@
 
 ``[consumers.<name>]``: the table's name is the consumer's name; ``use`` names the built-in;
 the policy keys (``routes``, ``concurrency``, ``max_attempts``, ``retry_delays``, ``timeout``,
-``dedupe``, ``dedupe_window``) become its :class:`~workers.consumer.ConsumerSpec`; every other
-key goes, secret references resolved, to the built-in's ``Options`` model.
+``dedupe``, ``dedupe_window``, ``breaker``, ``rate_limit``, ``filter``) become its
+:class:`~workers.consumer.ConsumerSpec`; every other key goes, secret references resolved, to
+the built-in's ``Options`` model. ``breaker = { failures = 20, cool_down = 30 }`` (or
+``false`` to turn off a built-in's default breaker, as ``forward``'s).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
 from pydantic import AfterValidator, ConfigDict, Field, PositiveFloat, PositiveInt, StrictBool
@@ -20,7 +22,7 @@ from shared.errors import ConfigError, ConsumerDeclarationError
 from shared.logs import get_logger
 from shared.topology import valid_route
 from workers.builtin.registry import BUILTINS
-from workers.consumer import ConsumerSpec, LoadedConsumer
+from workers.consumer import Breaker, ConsumerSpec, LoadedConsumer, filter_of
 
 __all__ = ["POLICY_KEYS", "Configured", "build_configured", "configured_consumers"]
 
@@ -37,6 +39,13 @@ def _route(pattern: str) -> str:
     return pattern
 
 
+class _Breaker(pydantic.BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    failures: PositiveInt = 20
+    cool_down: PositiveFloat = 30.0
+
+
 class _Policy(pydantic.BaseModel):
     """The keys of a consumer table that the runtime, not the built-in, reads."""
 
@@ -50,6 +59,9 @@ class _Policy(pydantic.BaseModel):
     timeout: PositiveFloat | None = None
     dedupe: StrictBool = False
     dedupe_window: PositiveFloat | None = None
+    breaker: _Breaker | Literal[False] | None = None
+    rate_limit: PositiveFloat | None = None
+    filter: dict[str, Any] | None = None
 
 
 POLICY_KEYS = frozenset(_Policy.model_fields)
@@ -110,6 +122,9 @@ def _build(
             timeout=policy.timeout,
             dedupe=policy.dedupe,
             dedupe_window=policy.dedupe_window,
+            breaker=_breaker(policy.breaker, builtin.breaker),
+            rate_limit=policy.rate_limit,
+            filter=filter_of(name, policy.filter) if policy.filter is not None else None,
         )
     except ConsumerDeclarationError as exc:
         raise config.error(where, str(exc).removeprefix(f"consumer {name!r}: ")) from None
@@ -125,6 +140,15 @@ def _build(
         raise config.error(where, str(exc)) from None
     origin = f"config {config.path}: {where}"
     return Configured(replace(consumer, origin=origin, target=None), builtin.name, options)
+
+
+def _breaker(table: _Breaker | Literal[False] | None, default: Breaker | None) -> Breaker | None:
+    """The table's breaker; none given: the built-in's default; ``false``: none."""
+    if table is None:
+        return default
+    if table is False:
+        return None
+    return Breaker(table.failures, table.cool_down)
 
 
 def _validate(config: ConfigFile, where: str, model: type[_M], values: Mapping[str, Any]) -> _M:

@@ -18,11 +18,12 @@ import inspect
 import re
 import types
 import typing
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from shared.callbacks.events import OPERATION_MODELS, CallbackEvent
+from shared.callbacks.filters import EventFilter, FilterValue
 from shared.callbacks.moderation import MODERATION_EVENTS
 from shared.callbacks.operations import BaseOperation, GenericOperation
 from shared.errors import ConsumerDeclarationError
@@ -31,6 +32,7 @@ from workers.delivery import Delivery
 
 __all__ = [
     "SPEC_ATTRIBUTE",
+    "Breaker",
     "Consumer",
     "ConsumerSpec",
     "DeliveryHandler",
@@ -38,6 +40,7 @@ __all__ = [
     "LoadedConsumer",
     "OperationCheck",
     "consumer",
+    "filter_of",
 ]
 
 SPEC_ATTRIBUTE = "__callback_fanout_consumer__"
@@ -52,9 +55,32 @@ Handler = Callable[[CallbackEvent], Awaitable[None]]
 DeliveryHandler = Callable[[CallbackEvent, Delivery], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Breaker:
+    """A circuit breaker: after ``failures`` handler failures in a row (exceptions and
+    timeouts; ``GiveUp`` does not count), take none of the consumer's events for
+    ``cool_down`` seconds, then let one through: its success closes the breaker, its failure
+    opens it again. ``@consumer(breaker=Breaker(failures=20, cool_down=30))``."""
+
+    failures: int = 20
+    cool_down: float = 30.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.failures, bool) or not isinstance(self.failures, int):
+            raise ConsumerDeclarationError("breaker failures must be an integer >= 1")
+        if self.failures < 1:
+            raise ConsumerDeclarationError("breaker failures must be an integer >= 1")
+        if not self.cool_down > 0:
+            raise ConsumerDeclarationError("breaker cool_down must be positive seconds")
+
+
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """What a consumer declares; ``None`` means "the settings' default"."""
+    """What a consumer declares; ``None`` means "the settings' default".
+
+    ``breaker``, ``rate_limit`` (events per second) and ``filter`` hold a destination: see
+    :class:`Breaker` and :class:`~shared.callbacks.filters.EventFilter`.
+    """
 
     name: str
     routes: tuple[str, ...]
@@ -64,9 +90,16 @@ class ConsumerSpec:
     timeout: float | None = None
     dedupe: bool = False
     dedupe_window: float | None = None
+    breaker: Breaker | None = None
+    rate_limit: float | None = None
+    filter: EventFilter | None = None
 
     def __post_init__(self) -> None:
         where = f"consumer {self.name!r}"
+        if self.rate_limit is not None and (
+            isinstance(self.rate_limit, bool) or not self.rate_limit > 0
+        ):
+            raise ConsumerDeclarationError(f"{where}: rate_limit must be positive events/s")
         if not _NAME_RE.fullmatch(self.name):
             raise ConsumerDeclarationError(
                 f"{where}: name must be 1-63 characters of lowercase letters, digits, '_' "
@@ -129,13 +162,20 @@ def consumer(
     timeout: float | None = None,
     dedupe: bool = False,
     dedupe_window: float | None = None,
+    breaker: Breaker | None = None,
+    rate_limit: float | None = None,
+    filter: Mapping[str, FilterValue] | None = None,
 ) -> Callable[[T], T]:
     """Declare a consumer: a handler function or a :class:`Consumer` subclass.
 
-    ``@consumer(name="thumbnails", routes=["TaskFinish.Snapshot.*"], concurrency=16)``
+    ``@consumer(name="thumbnails", routes=["TaskFinish.Snapshot.*"], concurrency=16)``;
+    ``breaker=Breaker(failures=20, cool_down=30)``, ``rate_limit=50`` (events per second)
+    and ``filter={"input.bucket_id": "media-prod", "code": ["Success", "0"]}`` hold its
+    destination.
     """
     if isinstance(routes, str):
         routes = [routes]
+    event_filter = filter_of(name, filter) if filter is not None else None
     spec = ConsumerSpec(
         name=name,
         routes=tuple(routes),
@@ -145,6 +185,9 @@ def consumer(
         timeout=timeout,
         dedupe=dedupe,
         dedupe_window=dedupe_window,
+        breaker=breaker,
+        rate_limit=rate_limit,
+        filter=event_filter,
     )
 
     def declare(target: T) -> T:
@@ -164,6 +207,14 @@ def consumer(
         return target
 
     return declare
+
+
+def filter_of(name: str, spec: Mapping[str, FilterValue]) -> EventFilter:
+    """Consumer ``name``'s filter of ``spec``, checked against the event model."""
+    try:
+        return EventFilter.of(spec)
+    except ValueError as exc:
+        raise ConsumerDeclarationError(f"consumer {name!r}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

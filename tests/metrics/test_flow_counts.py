@@ -238,7 +238,7 @@ def _worker_counted(worker: Scrape) -> None:
     assert worker.series("callback_fanout_consumer_events_total") == {
         _labels(consumer=name, outcome=outcome): counts.get(outcome, 0)
         for name, counts in expected.items()
-        for outcome in ("handled", "retried", "parked", "duplicate", "timed_out")
+        for outcome in ("handled", "retried", "parked", "duplicate", "timed_out", "filtered")
     }
     runs = {"flaky": 3, "broken": 3, "deduped": 1, "slow": 3}
     for name, count in runs.items():

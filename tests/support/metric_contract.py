@@ -25,7 +25,11 @@ CONTRACT: dict[str, str] = {
     "callback_fanout_consumer_handle_seconds": "histogram",
     "callback_fanout_consumer_lag_seconds": "histogram",
     "callback_fanout_consumer_in_flight": "gauge",
+    "callback_fanout_consumer_paused": "gauge",
+    "callback_fanout_consumer_breaker_state": "gauge",
+    "callback_fanout_consumer_breaker_transitions_total": "counter",
     "callback_fanout_broker_connected": "gauge",
+    "callback_fanout_broker_blocked": "gauge",
 }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pydantic
 
 from workers.builtin import archive, archive_files, forward, log
-from workers.consumer import ConsumerSpec, LoadedConsumer
+from workers.consumer import Breaker, ConsumerSpec, LoadedConsumer
 
 __all__ = ["BUILTINS", "Builtin"]
 
@@ -27,11 +27,12 @@ class Builtin:
     name: str  # "forward", "archive", "archive-files", "log"
     options: type[pydantic.BaseModel]  # extra="forbid"; secrets typed SecretStr
     build: Callable[[ConsumerSpec, Any], LoadedConsumer]  # (spec from config, validated options)
+    breaker: Breaker | None = None  # its breaker unless its table says `breaker = false`
 
 
 BUILTINS: dict[str, Builtin] = {
     "log": Builtin("log", log.Options, log.build),
-    "forward": Builtin("forward", forward.Options, forward.build),
+    "forward": Builtin("forward", forward.Options, forward.build, Breaker(20, 30.0)),
     "archive": Builtin("archive", archive.Options, archive.build),
     "archive-files": Builtin("archive-files", archive_files.Options, archive_files.build),
 }

@@ -27,6 +27,7 @@ import pydantic
 from aio_pika.abc import AbstractIncomingMessage, HeadersType
 
 from shared.callbacks.events import CallbackEvent
+from shared.callbacks.filters import EventFilter
 from shared.errors import GiveUp, Retry
 from shared.logs import get_logger
 from shared.settings import Settings
@@ -52,7 +53,7 @@ __all__ = [
 
 log = get_logger("worker")
 
-OutcomeKind = Literal["handled", "duplicate", "retried", "parked"]
+OutcomeKind = Literal["handled", "duplicate", "retried", "parked", "filtered"]
 
 #: Publishes (confirmed) a message to a queue of the default exchange.
 Publish = Callable[[aio_pika.Message, str], Awaitable[object]]
@@ -77,6 +78,7 @@ class ConsumerPolicy:
     dedupe: bool
     dedupe_window: float
     chain: tuple[Middleware, ...] = ()
+    filter: EventFilter | None = None
 
     @classmethod
     def for_consumer(
@@ -90,6 +92,7 @@ class ConsumerPolicy:
             dedupe=spec.dedupe,
             dedupe_window=spec.dedupe_window or settings.dedupe_window,
             chain=(*middleware, TimeLimit(timeout)) if middleware else (),
+            filter=spec.filter,
         )
 
 
@@ -113,6 +116,7 @@ class Outcome:
     delay: float | None = None
     timed_out: bool = False
     handler_seconds: float | None = None
+    gave_up: bool = False  # parked because the handler raised GiveUp
 
     @property
     def handled(self) -> bool:
@@ -151,6 +155,8 @@ async def handle_delivery(
         event = entry.event()
     except pydantic.ValidationError as exc:
         return Outcome("parked", attempt, attempt, reason=f"event does not validate: {exc}")
+    if policy.filter is not None and not policy.filter.accepts(event):
+        return Outcome("filtered", attempt, attempts_done, event)  # acked, never handled
     if consumer.operations is not None:
         mismatch = consumer.operations.mismatch(event)
         if mismatch is not None:  # another kind of event: no try of this handler will take it
@@ -188,7 +194,7 @@ async def handle_delivery(
 
 def _failure(policy: ConsumerPolicy, event: CallbackEvent, attempt: int, exc: Exception) -> Outcome:
     if isinstance(exc, GiveUp):
-        return Outcome("parked", attempt, attempt, event, f"GiveUp: {exc}")
+        return Outcome("parked", attempt, attempt, event, f"GiveUp: {exc}", gave_up=True)
     if isinstance(exc, pydantic.ValidationError):
         return Outcome("parked", attempt, attempt, event, f"not retryable: {describe(exc)}")
     if isinstance(exc, TimeoutError):
@@ -229,6 +235,9 @@ async def settle(
     caller acks ``source``."""
     if outcome.kind == "handled":
         log.debug("handled", elapsed=round(outcome.handler_seconds or 0.0, 4))
+        return
+    if outcome.kind == "filtered":
+        log.debug("filtered out")
         return
     if outcome.kind == "duplicate":
         assert outcome.event is not None

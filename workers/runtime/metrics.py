@@ -11,11 +11,15 @@ from dataclasses import dataclass
 from shared.metrics import HANDLER_BUCKETS, LAG_BUCKETS, Counter, Gauge, Histogram, Metrics
 from workers.runtime.handling import Outcome
 
-__all__ = ["CONSUMER_OUTCOMES", "ConsumerMetrics", "WorkerMetrics"]
+__all__ = ["BREAKER_STATES", "CONSUMER_OUTCOMES", "ConsumerMetrics", "WorkerMetrics"]
 
 #: What becomes of an event in a consumer. ``timed_out`` is also counted as ``retried`` or
-#: ``parked``, whichever followed.
-CONSUMER_OUTCOMES = ("handled", "retried", "parked", "duplicate", "timed_out")
+#: ``parked``, whichever followed; ``filtered``: acked unhandled, its filter refused it.
+CONSUMER_OUTCOMES = ("handled", "retried", "parked", "duplicate", "timed_out", "filtered")
+
+#: The states a breaker moves to, as ``callback_fanout_consumer_breaker_transitions_total``
+#: labels them (``to``).
+BREAKER_STATES = ("closed", "open", "half-open")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +30,9 @@ class ConsumerMetrics:
     handle_seconds: Histogram
     lag_seconds: Histogram
     in_flight: Gauge
+    paused: Gauge
+    breaker_state: Gauge
+    breaker_transitions: Mapping[str, Counter]
 
     def record(self, outcome: Outcome) -> None:
         """Count one settled delivery: its outcome, its handler time, and on success the lag
@@ -48,7 +55,8 @@ class WorkerMetrics:
         self._events = metrics.counter(
             "callback_fanout_consumer_events_total",
             "Events a consumer took, by outcome: handled, retried, parked (dead queue), "
-            "duplicate (dropped by dedupe), timed_out (also counted as retried or parked).",
+            "duplicate (dropped by dedupe), timed_out (also counted as retried or parked), "
+            "filtered (acked unhandled: its filter refused it).",
             ("consumer", "outcome"),
         )
         self._handle = metrics.histogram(
@@ -68,6 +76,21 @@ class WorkerMetrics:
             "Events a consumer is handling now, in this worker.",
             ("consumer",),
         )
+        self._paused = metrics.gauge(
+            "callback_fanout_consumer_paused",
+            "1 while a consumer is paused (`consumers pause`), as this worker sees it; else 0.",
+            ("consumer",),
+        )
+        self._breaker_state = metrics.gauge(
+            "callback_fanout_consumer_breaker_state",
+            "A consumer's circuit breaker in this worker: 0 closed, 1 open, 2 half-open.",
+            ("consumer",),
+        )
+        self._breaker_transitions = metrics.counter(
+            "callback_fanout_consumer_breaker_transitions_total",
+            "Moves of a consumer's circuit breaker in this worker, by the state moved to.",
+            ("consumer", "to"),
+        )
 
     def consumer(self, name: str) -> ConsumerMetrics:
         """The children of consumer ``name``; every outcome appears at 0."""
@@ -76,4 +99,9 @@ class WorkerMetrics:
             handle_seconds=self._handle.labels(name),
             lag_seconds=self._lag.labels(name),
             in_flight=self._in_flight.labels(name),
+            paused=self._paused.labels(name),
+            breaker_state=self._breaker_state.labels(name),
+            breaker_transitions={
+                to: self._breaker_transitions.labels(name, to) for to in BREAKER_STATES
+            },
         )

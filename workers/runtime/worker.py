@@ -39,6 +39,7 @@ from workers.consumer import LoadedConsumer
 from workers.loader import load_middleware
 from workers.middleware import Middleware
 from workers.runtime.acks import AckGroup
+from workers.runtime.control import WorkerControl
 from workers.runtime.dedupe import DedupeStore, build_store
 from workers.runtime.handling import (
     ConsumerPolicy,
@@ -49,6 +50,7 @@ from workers.runtime.handling import (
     settle,
 )
 from workers.runtime.history import HistoryWriter
+from workers.runtime.holding import HandedBack, Hold, hold_for
 from workers.runtime.metrics import ConsumerMetrics, WorkerMetrics
 from workers.settling import InFlight, pause_before_requeue, wait_all
 
@@ -70,9 +72,9 @@ class ConsumerRunner:
     history: HistoryWriter | None = None
     handling: ConsumerPolicy = field(init=False)
     queues: ConsumerQueues = field(init=False)
+    hold: Hold = field(init=False)  # paused, breaker, rate limit: consume or not
     _channel: AbstractChannel | None = None
     _queue: AbstractQueue | None = None
-    _tag: str | None = None
     _stopping: bool = False
     _inflight: InFlight = field(default_factory=InFlight)
     _acks: AckGroup = field(default_factory=AckGroup)
@@ -85,6 +87,7 @@ class ConsumerRunner:
         if not self.handling.dedupe:
             self.dedupe = None
         self._slots = asyncio.Semaphore(self.handling.concurrency)
+        self.hold = hold_for(spec, self.settings, self.metrics, self.handling.concurrency)
 
     @property
     def concurrency(self) -> int:
@@ -97,7 +100,7 @@ class ConsumerRunner:
     @property
     def ready(self) -> bool:
         channel = self._channel
-        return self._tag is not None and channel is not None and not channel.is_closed
+        return self.hold.attached and channel is not None and not channel.is_closed
 
     async def start(self, connection: AbstractRobustConnection) -> None:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -107,9 +110,10 @@ class ConsumerRunner:
         )
         self._channel = channel
         await self.consumer.startup()
-        self._tag = await self._queue.consume(self._on_message)
+        await self.hold.attach(channel, self._queue, self._on_message)
         log.info(
             "consumer started",
+            state=self.hold.state,
             consumer=self.name,
             queue=self.queues.main,
             routes=list(self.consumer.spec.routes),
@@ -118,13 +122,17 @@ class ConsumerRunner:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         self._acks.received(message)
-        if self._stopping:
+        if self._stopping or self.hold.held:
             self._acks.settled(message)
             await message.nack(requeue=True)  # prefetched, not started: hand it back
             return
         with self._inflight.tracking():
             try:
-                await self._handle(message)
+                with self.hold.taking():
+                    await self._handle(message)
+            except HandedBack:  # held before any of its events started: back to its queue
+                self._acks.settled(message)
+                await message.nack(requeue=True)
             except asyncio.CancelledError:
                 raise  # cut off at shutdown: unacked, the broker redelivers it
             except Exception as exc:
@@ -170,7 +178,7 @@ class ConsumerRunner:
             consumer=self.name, message_id=message.message_id, attempt=done + 1
         )
         metrics = self.metrics
-        async with self._slots:
+        async with self.hold.turn(self._slots):
             if metrics is not None:
                 metrics.in_flight.inc()
             try:
@@ -185,6 +193,7 @@ class ConsumerRunner:
             finally:
                 if metrics is not None:
                     metrics.in_flight.dec()
+        self.hold.settled(outcome)
         await settle(
             outcome, entry, message, consumer=self.name, queues=self.queues, publish=self._publish
         )
@@ -209,8 +218,7 @@ class ConsumerRunner:
         if self._stopping:
             return
         self._stopping = True
-        if self._queue is not None and self._tag is not None:
-            await within(5.0, self._queue.cancel(self._tag), "cancel consumer")
+        await self.hold.detach()
         cut_off = await self._inflight.finish(grace)
         if cut_off:
             log.warning("handlers cut off at shutdown", consumer=self.name, count=cut_off)
@@ -258,6 +266,7 @@ class WorkerService(ConsumingRole):
             )
             for c in consumers
         ]
+        self.control = WorkerControl(settings.prefix, {r.name: r.hold for r in self.runners})
 
     async def start(self) -> None:
         if not self.runners:
@@ -267,6 +276,7 @@ class WorkerService(ConsumingRole):
         await super().start()
 
     async def _consume(self, connection: AbstractRobustConnection) -> None:
+        await self.control.start(connection)  # the holds set before anything is consumed
         for runner in self.runners:
             await runner.start(connection)
 
@@ -280,6 +290,7 @@ class WorkerService(ConsumingRole):
         return {**super().readiness(), "consumers": {r.name: r.ready for r in self.runners}}
 
     async def _settle(self) -> None:
+        await self.control.stop()
         await asyncio.gather(*(r.stop(self.settings.shutdown_grace) for r in self.runners))
         if self.history is not None:
             await self.history.close()
