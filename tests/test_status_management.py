@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from callback_fanout.cli import _build_parser, _settings_from, _status
 from callback_fanout.management import Management, QueueStats, management_for
@@ -22,6 +24,7 @@ from callback_fanout.status import ConsumerRef, consumer_groups
 from shared.settings import Settings
 from shared.topology import Topology
 from tests.conftest import StartSystem
+from tests.support.broker import BrokerClient
 from tests.support.system import Recorder
 
 CAPTURED = Path(__file__).parent / "fixtures" / "management" / "queues.json"
@@ -120,3 +123,69 @@ async def test_without_an_answering_api_status_says_so_and_works_on_amqp_alone(
     )
     assert "secret-pw" not in json.dumps(document)
     assert [q["unacked"] for q in document["queues"]] == [None] * 4
+
+
+@pytest.fixture
+async def captured_api(settings: Settings) -> AsyncIterator[tuple[str, list[web.Request]]]:
+    """A local management API answering with the captured queues, renamed to the test's
+    prefix; (its URL, the requests it got)."""
+    answer = CAPTURED.read_text().replace('"callbacks.', f'"{settings.prefix}.')
+    asked: list[web.Request] = []
+
+    async def queues(request: web.Request) -> web.Response:
+        asked.append(request)
+        return web.Response(text=answer, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/api/queues/{vhost}", queues)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    yield f"http://watcher:s3cret@127.0.0.1:{port}/", asked
+    await runner.cleanup()
+
+
+@pytest.mark.broker
+async def test_with_the_captured_api_answer_status_shows_its_unacked_rates_and_consumers(
+    start_system: StartSystem,
+    settings: Settings,
+    broker: BrokerClient,
+    captured_api: tuple[str, list[web.Request]],
+) -> None:
+    """Always on: the API's answer served locally, the queues real on the shared broker."""
+    url, asked = captured_api
+    slow = Recorder("slow-recorder", ["TaskFinish.#"], retry_delays=[5.0])
+    await start_system([Recorder("log", ["#"]), slow], ingress=False)
+    code, document = await status_document(settings, "--management-url", url)
+
+    p = settings.prefix
+    assert [
+        (
+            q["queue"],
+            q["ready"],
+            q["unacked"],
+            q["consumers"],
+            q["retrying"],
+            q["parked"],
+            q["in_per_s"],
+            q["out_per_s"],
+            q["problems"],
+        )
+        for q in document["queues"]
+    ] == [
+        # ready and consumers come from AMQP (the real queues); unacked and the rates from
+        # the API: the captured slow-recorder had 4 unacked, 0 in and 8 out per second.
+        (f"{p}.raw", 0, None, 1, None, None, None, None, []),
+        (f"{p}.consumer.log", 0, None, 1, 0, 0, None, None, []),
+        (f"{p}.consumer.slow-recorder", 0, 4, 1, 0, 0, 0.0, 8.0, []),
+        (f"{p}.unparsed", 0, 0, 0, None, 0, 0.0, None, []),
+        (f"{p}.unrouted", 0, None, 0, None, 0, None, None, []),
+    ]
+    assert code == 0
+    assert document["management_api"] == url.replace("s3cret", "***")
+    assert document["notes"] == []
+    # the broker URL's vhost ("/"), and the credentials of the URL (watcher:s3cret)
+    assert {(r.raw_path, r.headers["Authorization"]) for r in asked} == {
+        ("/api/queues/%2F", "Basic d2F0Y2hlcjpzM2NyZXQ=")
+    }
