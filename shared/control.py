@@ -128,11 +128,19 @@ class ControlLog:
         await self.channel.default_exchange.publish(message, routing_key=self.name)
 
     async def follow(self, on_record: OnRecord, *, within: float = 10.0) -> None:
-        """Read every record from the first, ``on_record`` each, and keep reading new ones
-        as they come; returns once the records appended before this call were read."""
+        """Read every record from the first and keep reading new ones as they come; returns
+        once the records appended before this call were read. ``on_record`` gets, at that
+        point, the latest record of each consumer (its state now, not its history), then
+        every new record as it comes."""
         queue = await self.declare()
         marker = uuid.uuid4().hex
         caught_up = asyncio.Event()
+        history: dict[str, PauseRecord] = {}
+
+        async def apply(record: PauseRecord) -> None:
+            result = on_record(record)
+            if result is not None:
+                await result
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             offset = (message.headers or {}).get("x-stream-offset")
@@ -143,11 +151,13 @@ class ControlLog:
                     return
                 self._offset = offset
             record = PauseRecord.decode(message.body)
-            if record is not None:
-                result = on_record(record)
-                if result is not None:
-                    await result
-            elif marker.encode() in message.body:
+            if record is not None and not caught_up.is_set():
+                history[record.consumer] = record
+            elif record is not None:
+                await apply(record)
+            elif marker.encode() in message.body and not caught_up.is_set():
+                for latest in history.values():
+                    await apply(latest)
                 caught_up.set()
             with contextlib.suppress(Exception):
                 await message.ack()

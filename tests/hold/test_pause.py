@@ -168,3 +168,21 @@ async def test_a_message_taken_but_not_started_is_handed_back_untouched_when_pau
     assert tally.keys[2] == waiting
     assert tally.attempts == [1, 1, 1]
     assert worker.runners[0].hold.state == "running"
+
+
+async def test_a_worker_that_starts_applies_each_consumer_s_latest_state_only(
+    start_worker: StartWorker, settings: Settings, broker: BrokerClient
+) -> None:
+    await start_worker([tallying("held", Tally())])
+    for _ in range(3):
+        await pause(broker.connection, broker.topology, "held")
+        await resume(broker.connection, broker.topology, "held")
+    await pause(broker.connection, broker.topology, "held", seconds=600)
+    with structlog.testing.capture_logs() as logs:
+        late = await start_worker([tallying("held", Tally())])
+    assert late.runners[0].hold.state == "paused"
+    said = [(e["event"], e.get("until")) for e in logs if "consumer" in str(e["event"])]
+    paused = late.runners[0].hold.paused
+    assert paused is not None
+    assert ("consumer paused", paused.until) in said
+    assert ("consumer resumed", None) not in said  # its history is not replayed in the log
