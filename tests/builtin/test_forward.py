@@ -4,17 +4,24 @@ The receiver checks every signature with the ``standardwebhooks`` package."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import email.utils
 import json
 import ssl
 import subprocess
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from shared.callbacks import CallbackEvent
+from shared.errors import Retry
 from shared.settings import Settings
 from tests.builtin.conftest import StartWith, observed
 from tests.conftest import SEEDS
@@ -24,6 +31,7 @@ from tests.support.receiver import Answer, Receiver
 from tests.support.waiting import eventually
 from workers.builtin import forward
 from workers.consumer import ConsumerSpec
+from workers.testing import parse_body
 
 pytestmark = pytest.mark.broker
 
@@ -268,3 +276,86 @@ async def test_tls_is_verified_an_unknown_certificate_is_retried_and_a_ca_file_t
         assert len(failed.errors) == 2
     finally:
         await server.stop()
+
+
+# -- the consumer alone, against a local endpoint (no broker) --------------------------
+
+
+async def _forward_once(url: str, **options: Any) -> None:
+    """One event through a started ``forward`` consumer, as the runtime calls it."""
+    consumer = forward.ForwardConsumer(
+        ConsumerSpec(name="billing", routes=("TaskFinish.#",)),
+        forward.Options.model_validate({"url": url, "secret": SECRET, **options}),
+    )
+    [event] = parse_body(OCR_XML)
+    await consumer.startup()
+    try:
+        await consumer.handle(event)
+    finally:
+        await consumer.shutdown()
+
+
+@pytest.mark.parametrize("status", [408, 425])
+async def test_408_and_425_are_retried_through_the_delays(status: int) -> None:
+    server = Receiver([SECRET], [Answer(status, b"not yet")])
+    await server.start()
+    try:
+        with pytest.raises(Retry, match=f"HTTP {status}: not yet") as retried:
+            await _forward_once(server.url)
+    finally:
+        await server.stop()
+    assert retried.value.delay is None  # the consumer's next delay step
+
+
+async def test_a_retry_after_given_as_an_http_date_asks_for_the_seconds_until_then() -> None:
+    then = datetime.now(UTC) + timedelta(seconds=30)
+    answer = Answer(503, headers={"Retry-After": email.utils.format_datetime(then, usegmt=True)})
+    server = Receiver([SECRET], [answer])
+    await server.start()
+    try:
+        with pytest.raises(Retry) as retried:
+            await _forward_once(server.url)
+    finally:
+        await server.stop()
+    assert retried.value.delay is not None
+    assert 27.0 <= retried.value.delay <= 30.0  # whole seconds in the date, then our clock
+
+
+async def test_an_endless_answer_is_read_up_to_max_response_bytes_only() -> None:
+    async def endless(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            while True:  # an answer that never ends: only the bound ends the read
+                await response.write(b"x" * 4096)
+                await asyncio.sleep(0.001)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/", endless)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    try:
+        started = time.monotonic()
+        await _forward_once(url, max_response_bytes=65536, request_timeout=5.0)  # handled
+        assert time.monotonic() - started < 2.0
+    finally:
+        await runner.cleanup()
+
+
+async def test_tls_verify_false_accepts_a_certificate_nobody_trusts(
+    certificate: tuple[Path, ssl.SSLContext],
+) -> None:
+    _, tls = certificate
+    server = Receiver([SECRET])
+    await server.start(tls=tls)
+    try:
+        with pytest.raises(Retry, match="certificate verify failed"):
+            await _forward_once(server.url)
+        await _forward_once(server.url, tls_verify=False)
+    finally:
+        await server.stop()
+    assert [r.verified_by for r in server.received] == [(0,)]
