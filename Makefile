@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
-.PHONY: help venv run test test-setup lint docs check bench bench-builtins bench-parse soak clean
+.PHONY: help venv run test test-setup lint docs check mutate bench bench-builtins bench-parse soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ docs: venv ## build the documentation into site/ (strict: a broken link or inclu
 
 check: lint docs test ## what CI runs
 
+mutate: venv ## mutation testing of the five core modules on the fast tests, ~5 min (not CI); MUTATE_CHILDREN=2
+	$(PY) -m tests.unit.mutate $(ARGS)
+
 bench: venv ## ingress, router, worker against baselines, ~10 min; ARGS=--quick ~3 min, ARGS="--section e2e" one part
 	$(PY) bench/ingress_bench.py $(ARGS)
 
@@ -49,4 +52,4 @@ soak: venv ## soak run with faults injected (DURATION seconds, default 600)
 	$(PY) bench/soak.py --duration $${DURATION:-600}
 
 clean: ## remove the virtual environment and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site mutants
