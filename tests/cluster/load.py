@@ -71,7 +71,14 @@ class Load:
 
     @property
     def accepted(self) -> list[str]:
+        """The request ids of the 200s (each must be delivered or parked)."""
         return [a.request_id for a in self.answers if a.status == 200 and a.request_id]
+
+    @property
+    def unidentified(self) -> int:
+        """200s without an X-Request-Id: accepted bodies the accounting cannot follow, so
+        each counts as lost."""
+        return sum(1 for a in self.answers if a.status == 200 and not a.request_id)
 
     def count(self, status: int) -> int:
         return sum(1 for a in self.answers if a.status == status)

@@ -37,6 +37,18 @@ OCR = (SEEDS / "ocr.1.xml").read_bytes()
 GARBAGE = b"<Response><JobsDetail>"  # parks in unparsed
 BODIES = [OCR] * 9 + [GARBAGE]
 
+#: docs/scaling.md's figures on the two-core development machine, and the bounds the tests
+#: hold them to: each figure x 3 (the load, the roles and three nodes share two cores, and a
+#: run's figures vary by about that much), so a regression of a few seconds fails.
+FIGURE_MOVE = 0.96  # s, the slowest "back on another node" reported (ingress + router)
+MAX_MOVE = 3 * FIGURE_MOVE
+FIGURE_REFUSAL = 1.15  # s, the longest 503 stretch reported for one node killed
+MAX_REFUSAL = 3 * FIGURE_REFUSAL
+FIGURE_PAUSE = 0.58  # s, the longest the worker handled nothing after one node killed
+MAX_PAUSE = 3 * FIGURE_PAUSE + FIGURE_MOVE  # its own reconnection may come first
+FIGURE_NACKED = 1.05  # s, refusals of a publisher on the dead leader's node end after
+MAX_NACKED = 3 * FIGURE_NACKED
+
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
@@ -76,9 +88,9 @@ class Run:
     system: RunningSystem
     everything: Recorder
     load: Load
-    #: Longest the ingress may refuse (s): a few seconds for one node; the majority test
-    #: raises it to the outage it makes. Measured here: 0.3 to 1.2 s (docs/scaling.md).
-    max_refusal: float = 10.0
+    #: Longest the ingress may refuse (s): docs/scaling.md's figure for one node, x 3; the
+    #: majority test raises it to the outage it makes.
+    max_refusal: float = MAX_REFUSAL
 
     def node_of(self, role: str) -> Node:
         """The node a role's connection is on now."""
@@ -126,9 +138,11 @@ class Run:
         for role in on_it:
             took = await self.failover_of(role, dead, killed_at)
             print(f"{role} ready on another node after {took:.2f}s")
+            assert took < MAX_MOVE, f"{role} took {took:.2f}s to move (docs: {FIGURE_MOVE}s)"
         await asyncio.sleep(3)
         pause = self.longest_handling_pause(killed_at)
         print(f"longest pause in handling since the kill: {pause:.2f}s")
+        assert pause < MAX_PAUSE, f"the worker handled nothing for {pause:.2f}s"
 
     async def settle(self, back: list[Node]) -> None:
         """Stop the load, wait for the node(s) to rejoin, and check the accounting."""
@@ -159,15 +173,18 @@ class Run:
         parked = set(parked_ids)
         duplicates = len(self.everything.events) - len(delivered) + len(parked_ids) - len(parked)
         lost = set(accepted) - delivered - parked
+        unidentified = self.load.unidentified  # a 200 it cannot follow: counted as lost
         print(
             f"accounting: posted={len(self.load.answers)} accepted={len(accepted)} "
             f"delivered={len(delivered & set(accepted))} parked={len(parked & set(accepted))} "
-            f"duplicates={duplicates} lost={len(lost)} refused(503)={self.load.count(503)} "
+            f"duplicates={duplicates} lost={len(lost) + unidentified} "
+            f"refused(503)={self.load.count(503)} "
             f"no answer={self.load.count(0)} "
             f"longest 503 stretch={self.load.longest_refusal():.2f}s "
             f"slowest answer={self.load.slowest():.2f}s"
         )
         assert not lost
+        assert unidentified == 0, f"{unidentified} answers 200 without an X-Request-Id"
         assert self.load.longest_refusal() < self.max_refusal  # 503 for seconds at most
         assert self.load.count(0) == 0  # the ingress always answered, never hung
         # Bounded by the confirm timeout; the margin is the event loop's lag: the load, the
@@ -287,6 +304,9 @@ async def test_a_publisher_on_the_dead_leaders_node_is_refused_for_a_second_not_
     await publisher.start()
     raw = cluster_broker.topology.raw
     dead = await asyncio.to_thread(cluster.leader_of, raw)
+    connection = publisher._connection  # private: which node it is on
+    assert isinstance(connection, FailoverConnection)
+    assert cluster.node_on_port(connection.url.port or 0) is dead, "not on the leader's node"
     answers: list[tuple[float, bool]] = []
     stop = time.monotonic() + 12
 
@@ -316,4 +336,5 @@ async def test_a_publisher_on_the_dead_leaders_node_is_refused_for_a_second_not_
     accepted_late = [at for at, ok in answers if ok and at > killed_at + 5]
     print(f"\nrefused {len(refused)} in the {max(refused, default=0):.2f}s after the kill")
     assert accepted_late, "the publisher never published again"
-    assert max(refused, default=0) < 5.0
+    assert refused, "nothing was refused: the kill did not reach the publisher"
+    assert max(refused) < MAX_NACKED, f"docs/scaling.md: refusals end {FIGURE_NACKED}s after"
