@@ -153,7 +153,8 @@ async def resume(
 async def ask_workers(
     connection: AbstractConnection, prefix: str, wait: float = ANSWER_WAIT
 ) -> list[WorkerAnswer]:
-    """The answers of the workers running now, gathered for ``wait`` seconds."""
+    """The answers of the workers running now, gathered for ``wait`` seconds (none, at
+    once, when no worker ever declared the question exchange: nothing is created)."""
     channel = await connection.channel()
     answers: list[WorkerAnswer] = []
     asked = uuid.uuid4().hex
@@ -166,9 +167,12 @@ async def ask_workers(
             answers.append(WorkerAnswer(str(data["worker"]), dict(data["consumers"])))
 
     try:
-        exchange = await channel.declare_exchange(
-            ask_exchange(prefix), aio_pika.ExchangeType.FANOUT, durable=True
-        )
+        try:
+            exchange = await channel.declare_exchange(
+                ask_exchange(prefix), aio_pika.ExchangeType.FANOUT, durable=True, passive=True
+            )
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return []
         replies = await channel.declare_queue(exclusive=True, auto_delete=True)
         await replies.consume(on_answer, no_ack=True)
         question = aio_pika.Message(b"{}", reply_to=replies.name, correlation_id=asked)

@@ -106,11 +106,13 @@ class ControlLog:
         self._tag: str | None = None
         self._offset = -1  # the last offset read: a reconnection reads from the first again
 
-    async def declare(self) -> AbstractQueue:
+    async def declare(self, *, passive: bool = False) -> AbstractQueue:
+        """The stream (``passive``: only if it exists; else the broker closes the channel
+        with ``ChannelNotFoundEntity``)."""
         if self._queue is None:
             await self.channel.set_qos(prefetch_count=_PREFETCH)
             self._queue = await self.channel.declare_queue(
-                self.name, durable=True, arguments={"x-queue-type": "stream"}
+                self.name, durable=True, arguments={"x-queue-type": "stream"}, passive=passive
             )
         return self._queue
 
@@ -127,12 +129,14 @@ class ControlLog:
         )
         await self.channel.default_exchange.publish(message, routing_key=self.name)
 
-    async def follow(self, on_record: OnRecord, *, within: float = 10.0) -> None:
+    async def follow(
+        self, on_record: OnRecord, *, within: float = 10.0, passive: bool = False
+    ) -> None:
         """Read every record from the first and keep reading new ones as they come; returns
         once the records appended before this call were read. ``on_record`` gets, at that
         point, the latest record of each consumer (its state now, not its history), then
         every new record as it comes."""
-        queue = await self.declare()
+        queue = await self.declare(passive=passive)
         marker = uuid.uuid4().hex
         caught_up = asyncio.Event()
         history: dict[str, PauseRecord] = {}
@@ -174,7 +178,8 @@ class ControlLog:
 
 
 async def read_states(channel: AbstractChannel, prefix: str) -> dict[str, PauseRecord]:
-    """The latest record of every consumer that was ever paused (read, then stopped)."""
+    """The latest record of every consumer that was ever paused (read, then stopped); none
+    when no worker or pause ever made the stream (nothing is created)."""
     latest: dict[str, PauseRecord] = {}
 
     def keep(record: PauseRecord) -> None:
@@ -182,7 +187,9 @@ async def read_states(channel: AbstractChannel, prefix: str) -> dict[str, PauseR
 
     log = ControlLog(channel, prefix)
     try:
-        await log.follow(keep)
+        await log.follow(keep, passive=True)
+    except aio_pika.exceptions.ChannelNotFoundEntity:
+        return {}
     finally:
         await log.stop()
     return latest

@@ -8,11 +8,13 @@ import io
 import json
 import re
 
+import aio_pika
 import pytest
 from pydantic import SecretStr
 
 from callback_fanout.cli import _build_parser, _settings_from, _status
-from callback_fanout.consumers import pause
+from callback_fanout.consumers import holds, pause
+from shared.control import ask_exchange, control_stream
 from shared.settings import Settings, settings_of
 from tests.hold.conftest import StartWorker, Tally, queue_of, tallying
 from tests.support.broker import BrokerClient
@@ -126,3 +128,19 @@ async def _consumers(broker: BrokerClient, queue: str, n: int) -> bool:
         return declared.declaration_result.consumer_count == n
     finally:
         await channel.close()
+
+
+async def test_list_and_status_create_nothing_where_no_worker_ever_ran(
+    settings: Settings, broker: BrokerClient
+) -> None:
+    listed = await asyncio.to_thread(piped, argv(settings, "list"))
+    assert (listed.status, listed.out) == (0, "")
+    held = await holds(broker.connection, settings.prefix)
+    assert held == {}
+    stream, exchange = control_stream(settings.prefix), ask_exchange(settings.prefix)
+    channel = await broker.connection.channel()
+    with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+        await channel.declare_queue(stream, passive=True)
+    channel = await broker.connection.channel()
+    with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+        await channel.declare_exchange(exchange, passive=True)
