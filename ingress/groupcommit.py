@@ -13,6 +13,12 @@ a message on average and 100 µs of CPU a request; with it (12 bodies), 15 bodie
 and more requests a second (8 and 16 did worse on both). Each request still returns only
 once the broker confirmed the message that holds its body; if that message fails, every
 request in it gets :class:`BrokerUnavailable` (503, the sender retries).
+
+While the broker blocks the connection (a memory or disk alarm, ``shared.alarms``), nothing
+waits for it: the bodies waiting and those in messages not yet confirmed are answered
+:class:`BrokerUnavailable` at once (a spool takes them), and so is every new body until the
+alarm clears. A message that was on its way may still be confirmed after the alarm: its
+bodies are then in the raw queue and, when spooled, in the spool too (at least once).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Literal, Protocol
 
 from aio_pika.abc import AbstractQueue, AbstractRobustConnection
 
+from shared.alarms import BrokerAlarm
 from shared.amqp import connect, within
 from shared.confirms import RenewingChannel
 from shared.errors import BrokerUnavailable
@@ -90,6 +97,7 @@ class AmqpPublisher:
         max_in_flight: int = MAX_IN_FLIGHT,
         min_following: int = MIN_FOLLOWING,
         batch_bodies: Histogram | None = None,
+        alarm: BrokerAlarm | None = None,
     ) -> None:
         if min(max_batch_bytes, max_batch_count, max_in_flight, min_following) < 1:
             raise ValueError("batch bounds, max_in_flight and min_following must be at least 1")
@@ -104,7 +112,9 @@ class AmqpPublisher:
         self._min_following = min(min_following, max_batch_count)
         self._waiting: list[_Waiting] = []
         self._waiting_bytes = 0
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[asyncio.Task[None], list[_Waiting]] = {}
+        self.alarm = alarm if alarm is not None else BrokerAlarm("ingress")
+        self.alarm.listen(self._blocked)
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batch_bodies = batch_bodies
@@ -115,12 +125,19 @@ class AmqpPublisher:
     @property
     def ready(self) -> bool:
         channel = self._publishing.channel if self._publishing is not None else None
-        return self._declared and channel is not None and not channel.is_closed
+        return (
+            self._declared
+            and channel is not None
+            and not channel.is_closed
+            and not self.alarm.blocked
+        )
 
     async def start(self, stop: asyncio.Event | None = None) -> None:
         """Connect (retrying until the broker answers) and declare the raw queue."""
         self._loop = asyncio.get_running_loop()  # asked once: each call costs a syscall
-        self._connection = await connect(self._settings, role="ingress", stop=stop)
+        self._connection = await connect(
+            self._settings, role="ingress", stop=stop, alarm=self.alarm
+        )
         self._publishing = RenewingChannel(
             self._connection, self._topology.declare_ingress, what="ingress"
         )
@@ -131,7 +148,7 @@ class AmqpPublisher:
     async def publish(self, body: bytes, meta: RawMeta) -> Durable:
         loop = self._loop
         if loop is None or not self.ready:
-            raise BrokerUnavailable("broker not connected")
+            raise self._unavailable()
         done: asyncio.Future[None] = loop.create_future()
         self._waiting.append(_Waiting(body, meta, done, loop.time()))
         self._waiting_bytes += len(body)
@@ -161,7 +178,7 @@ class AmqpPublisher:
         while self._waiting and self._may_send():
             batch = self._take()
             task = loop.create_task(self._send(batch))
-            self._in_flight.add(task)
+            self._in_flight[task] = batch
             task.add_done_callback(self._sent)
 
     def _take(self) -> list[_Waiting]:
@@ -180,7 +197,7 @@ class AmqpPublisher:
         return batch
 
     def _sent(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
+        self._in_flight.pop(task, None)
         if self._waiting and not self._flush_scheduled:
             self._flush()
 
@@ -223,6 +240,23 @@ class AmqpPublisher:
                 self._batch_bodies.observe(len(batch))
         finally:
             self._answer(batch, error)
+
+    def _unavailable(self) -> BrokerUnavailable:
+        reason = self.alarm.reason
+        if reason is not None:
+            return BrokerUnavailable(f"broker blocked the connection: {reason}")
+        return BrokerUnavailable("broker not connected")
+
+    def _blocked(self, reason: str | None) -> None:
+        """The broker blocked the connection: answer every body that waits for it now."""
+        if reason is None:
+            return
+        error = self._unavailable()
+        waiting, self._waiting = self._waiting, []
+        self._waiting_bytes = 0
+        self._answer(waiting, error)
+        for batch in self._in_flight.values():
+            self._answer(batch, error)  # the message goes on; its requests do not wait
 
     @staticmethod
     def _answer(batch: list[_Waiting], error: BrokerUnavailable | None) -> None:

@@ -27,7 +27,9 @@ class IngressService(RoleService):
         super().__init__(settings, metrics)
         counted = IngressMetrics(self.metrics) if self.metrics is not None else None
         self.publisher = build_publisher(
-            settings, batch_bodies=counted.batch_bodies if counted is not None else None
+            settings,
+            batch_bodies=counted.batch_bodies if counted is not None else None,
+            alarm=self.alarm,
         )
         self.app = create_app(settings, self.publisher, counted)
         if counted is not None and isinstance(self.publisher, SpoolingPublisher):

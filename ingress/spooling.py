@@ -14,6 +14,7 @@ from typing import Protocol
 
 from ingress.groupcommit import AmqpPublisher, Durable, Publisher, RawMeta
 from ingress.spool import Record, Spool
+from shared.alarms import BrokerAlarm
 from shared.errors import BrokerUnavailable
 from shared.logs import get_logger
 from shared.metrics import Histogram
@@ -41,13 +42,17 @@ class ManagedPublisher(Publisher, Protocol):
 
 
 def build_publisher(
-    settings: Settings, *, batch_bodies: Histogram | None = None
+    settings: Settings,
+    *,
+    batch_bodies: Histogram | None = None,
+    alarm: BrokerAlarm | None = None,
 ) -> ManagedPublisher:
     """The ingress's publisher: spooling when ``spool_dir`` is set, else the broker's alone.
 
-    ``batch_bodies`` observes the bodies of each message the broker confirmed.
+    ``batch_bodies`` observes the bodies of each message the broker confirmed; ``alarm``
+    hears when the broker blocks the connection: bodies are spooled (or refused) at once.
     """
-    broker = AmqpPublisher(settings, batch_bodies=batch_bodies)
+    broker = AmqpPublisher(settings, batch_bodies=batch_bodies, alarm=alarm)
     if settings.spool_dir is None:
         return broker
     return SpoolingPublisher(broker, Spool(settings.spool_dir, settings.spool_max_bytes))

@@ -2,7 +2,9 @@
 
 With several broker URLs (the nodes of a cluster) each process takes them in its own random
 order, starts on the first that answers, and moves to the next when its node is lost
-(:class:`shared.failover.FailoverConnection`).
+(:class:`shared.failover.FailoverConnection`), or silent for two heartbeats: an attempt to
+connect gives up after two heartbeats too, so that a node that accepts the TCP connection
+and answers nothing never holds a role.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import logging
 from collections.abc import Awaitable
 
 import aio_pika
-from aio_pika.abc import AbstractRobustConnection
 
+from shared.alarms import BrokerAlarm
 from shared.errors import BrokerUnavailable
 from shared.failover import FailoverConnection, shuffled
 from shared.logs import get_logger
@@ -35,13 +37,15 @@ async def connect(
     role: str,
     stop: asyncio.Event | None = None,
     max_backoff: float = 5.0,
-) -> AbstractRobustConnection:
+    alarm: BrokerAlarm | None = None,
+) -> FailoverConnection:
     """Connect with automatic reconnection, retrying until a broker answers.
 
     The URLs are tried in a random order of this process's own, one after the other. The first
     failure is logged as one clear line (URLs with the passwords masked, and how to start a
     broker); later failures are logged at debug level. Returns once connected; raises
-    ``asyncio.CancelledError`` if ``stop`` is set first.
+    ``asyncio.CancelledError`` if ``stop`` is set first. ``alarm`` hears when the broker
+    blocks the connection (``shared.alarms``).
     """
     urls = shuffled(settings.broker_urls)
     delay = 0.2
@@ -53,9 +57,11 @@ async def connect(
         connection = FailoverConnection(
             urls[start:] + urls[:start],
             client_properties={"connection_name": f"callback-fanout {role}"},
+            alarm=alarm,
+            heartbeat=settings.heartbeat,
         )
         try:
-            await connection.connect()
+            await connection.connect(timeout=_attempt_timeout(settings))
         except Exception as exc:  # any failure to connect is retried
             # Not only OSError and AMQPError: a peer that accepts and closes at once makes
             # the client raise StopAsyncIteration or EOFError under uvloop.
@@ -87,6 +93,11 @@ async def connect(
         else:
             await asyncio.sleep(delay)
         delay = min(delay * 2, max_backoff)
+
+
+def _attempt_timeout(settings: Settings) -> float | None:
+    """Seconds one attempt to connect may take: two heartbeats (none without heartbeats)."""
+    return 2.0 * settings.heartbeat if settings.heartbeat > 0 else None
 
 
 async def connect_once(

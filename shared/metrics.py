@@ -227,7 +227,8 @@ class HistogramFamily(_Family[Histogram]):
 class Metrics:
     """One registry: what one ``GET /metrics`` serves.
 
-    Comes with the process collectors and ``callback_fanout_broker_connected{role}``; the
+    Comes with the process collectors, ``callback_fanout_broker_connected{role}`` and
+    ``callback_fanout_broker_blocked{role}``; the
     roles add their families with :meth:`counter`, :meth:`gauge` and :meth:`histogram`. A
     name can be added once per registry (``ValueError`` on a second time).
     """
@@ -239,6 +240,11 @@ class Metrics:
         self._broker = self.gauge(
             "callback_fanout_broker_connected",
             "1 while the role is connected to RabbitMQ, else 0.",
+            ("role",),
+        )
+        self._blocked = self.gauge(
+            "callback_fanout_broker_blocked",
+            "1 while RabbitMQ blocks the role's connection (a memory or disk alarm), else 0.",
             ("role",),
         )
 
@@ -271,6 +277,10 @@ class Metrics:
     def broker_connected(self, role: str, connected: Callable[[], bool]) -> None:
         """Export ``connected()`` as ``callback_fanout_broker_connected{role=...}``."""
         self._broker.read_from(lambda: 1.0 if connected() else 0.0, role)
+
+    def broker_blocked(self, role: str, blocked: Callable[[], bool]) -> None:
+        """Export ``blocked()`` as ``callback_fanout_broker_blocked{role=...}``."""
+        self._blocked.read_from(lambda: 1.0 if blocked() else 0.0, role)
 
 
 def metrics_for(settings: Settings, given: Metrics | None) -> Metrics | None:

@@ -2,9 +2,10 @@
 
 Every role (the ingress, a router, a consumer worker) is a :class:`RoleService`: ``start``
 returns at once while a background task connects to the broker, ``ready`` and
-``broker_connected`` say how it is doing, ``readiness()`` gives its facts for the admin
-port's ``/readyz``, and ``stop`` hands back or finishes what is in flight. The router and the
-worker consume on a connection of their own (:class:`ConsumingRole`).
+``broker_connected`` say how it is doing, ``alarm`` whether the broker blocks its
+connection (a memory or disk alarm, ``shared.alarms``), ``readiness()`` gives its facts for
+the admin port's ``/readyz``, and ``stop`` hands back or finishes what is in flight. The
+router and the worker consume on a connection of their own (:class:`ConsumingRole`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import ClassVar, Protocol
 
 from aio_pika.abc import AbstractRobustConnection
 
+from shared.alarms import BrokerAlarm
 from shared.amqp import connect, within
 from shared.logs import get_logger
 from shared.metrics import Metrics, metrics_for
@@ -59,7 +61,8 @@ class RoleService(ABC):
     task; ``stop`` tells that task to give up (``_stop``), stops taking work, cancels a
     connection still being made, then releases the rest. Counts in ``metrics`` (the
     process's), else in a registry of its own (``self.metrics``, served by the admin port),
-    unless the ``metrics`` setting is off; either way ``broker_connected`` is exported.
+    unless the ``metrics`` setting is off; either way ``broker_connected`` and
+    ``broker_blocked`` are exported.
     """
 
     name: ClassVar[str]
@@ -67,8 +70,10 @@ class RoleService(ABC):
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics_for(settings, metrics)
+        self.alarm = BrokerAlarm(self.name)
         if self.metrics is not None:
             self.metrics.broker_connected(self.name, lambda: self.broker_connected)
+            self.metrics.broker_blocked(self.name, lambda: self.alarm.blocked)
         self._starting: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()  # set when stopping: connecting gives up
         self._stopping = False
@@ -84,8 +89,13 @@ class RoleService(ABC):
         """Connected to the broker."""
 
     def readiness(self) -> dict[str, object]:
-        """What the admin port's ``/readyz`` says of this role."""
-        return {"ready": self.ready, "broker": self.broker_connected}
+        """What the admin port's ``/readyz`` says of this role: ``broker_blocked`` is the
+        broker's reason while it blocks the connection (``low on memory``), else None."""
+        return {
+            "ready": self.ready,
+            "broker": self.broker_connected,
+            "broker_blocked": self.alarm.reason,
+        }
 
     @property
     def background(self) -> asyncio.Task[None] | None:
@@ -141,7 +151,9 @@ class ConsumingRole(RoleService):
         return connection is not None and connection.connected.is_set()
 
     async def _connect(self) -> None:
-        self._connection = await connect(self.settings, role=self.name, stop=self._stop)
+        self._connection = await connect(
+            self.settings, role=self.name, stop=self._stop, alarm=self.alarm
+        )
         await self._consume(self._connection)
 
     @abstractmethod

@@ -99,6 +99,14 @@ class Settings(BaseSettings):
         "RabbitMQ caps it at the cluster's size, and it does not change existing queues.",
         json_schema_extra=_BROKER,
     )
+    heartbeat: int = Field(
+        10,
+        ge=0,
+        description="AMQP heartbeat timeout in seconds: a broker that stops answering without "
+        "closing the connection (a frozen proxy, a partition) is given up within two of them "
+        "and the next URL tried (0: no heartbeats, such a broker is never noticed).",
+        json_schema_extra=_ROLES,
+    )
     prefix: str = Field(
         "callbacks",
         description="Name prefix of every exchange and queue, so deployments share a broker.",

@@ -137,6 +137,7 @@ async def test_the_public_readyz_says_ready_and_nothing_else_while_the_admin_por
             "ingress": {
                 "ready": True,
                 "broker": True,
+                "broker_blocked": None,
                 "auth": "token",
                 "tokens": 1,
                 "allowlist": False,
@@ -158,7 +159,14 @@ async def test_the_admin_readyz_of_a_worker_names_its_consumers(
     assert answer == {
         "status": "ready",
         "worker": True,
-        "roles": {"worker": {"ready": True, "broker": True, "consumers": {"log": True}}},
+        "roles": {
+            "worker": {
+                "ready": True,
+                "broker": True,
+                "broker_blocked": None,
+                "consumers": {"log": True},
+            }
+        },
     }
 
 

@@ -114,6 +114,7 @@ async def test_readyz_shows_counts_and_modes_but_no_secret(
     assert json.loads(text)["roles"]["ingress"] == {
         "ready": True,
         "broker": True,
+        "broker_blocked": None,
         "auth": "token",
         "tokens": 2,
         "allowlist": False,

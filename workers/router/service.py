@@ -9,6 +9,10 @@ with the reason in ``x-parse-error`` (and ``x-parse-location`` when known).
 A batch message from the ingress (group commit, ``shared.wire.raw``) is unpacked and each
 of its bodies is routed or parked exactly as the lone message it would have been
 (``workers.router.rawbodies``); the batch is acked once all of them are, or handed back as a whole.
+
+While the broker blocks the connection (a memory or disk alarm, ``shared.alarms``), a new
+delivery waits for the alarm to clear before it is routed: nothing is tried that the broker
+would not take, and nothing is handed back or counted as an attempt.
 """
 
 from __future__ import annotations
@@ -117,6 +121,8 @@ class RouterService(ConsumingRole):
             await message.nack(requeue=True)
             return
         with self._inflight.tracking():
+            if self.alarm.blocked:  # its events could not be published: held, not attempted
+                await self.alarm.cleared()
             await self._route(message)
 
     async def _route(self, message: AbstractIncomingMessage) -> None:

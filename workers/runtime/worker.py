@@ -26,6 +26,7 @@ from aio_pika.abc import (
 )
 
 from shared import otel
+from shared.alarms import BrokerAlarm
 from shared.amqp import within
 from shared.logs import get_logger
 from shared.metrics import Metrics
@@ -70,6 +71,7 @@ class ConsumerRunner:
     metrics: ConsumerMetrics | None = None
     middleware: Sequence[Middleware] = ()
     history: HistoryWriter | None = None
+    alarm: BrokerAlarm | None = None  # while the broker blocks the connection: held
     handling: ConsumerPolicy = field(init=False)
     queues: ConsumerQueues = field(init=False)
     hold: Hold = field(init=False)  # paused, breaker, rate limit: consume or not
@@ -127,6 +129,8 @@ class ConsumerRunner:
             await message.nack(requeue=True)  # prefetched, not started: hand it back
             return
         with self._inflight.tracking():
+            if self.alarm is not None and self.alarm.blocked:  # retries could not be published
+                await self.alarm.cleared()
             try:
                 with self.hold.taking():
                     await self._handle(message)
@@ -263,6 +267,7 @@ class WorkerService(ConsumingRole):
                 counted.consumer(c.spec.name) if counted is not None else None,
                 middleware,
                 self.history,
+                self.alarm,
             )
             for c in consumers
         ]
