@@ -24,6 +24,19 @@ class RoleReadiness:
     status: int | None  # HTTP status; None when nothing answered
     detail: Any  # the JSON it answered, or the error
 
+    @property
+    def blocked(self) -> dict[str, str]:
+        """The roles behind this admin port whose broker connection RabbitMQ blocks (a
+        memory or disk alarm), with the broker's reason: ``{"ingress": "low on memory"}``."""
+        roles = self.detail.get("roles") if isinstance(self.detail, dict) else None
+        if not isinstance(roles, dict):
+            return {}
+        return {
+            str(name): str(facts["broker_blocked"])
+            for name, facts in roles.items()
+            if isinstance(facts, dict) and facts.get("broker_blocked")
+        }
+
     def as_dict(self) -> dict[str, Any]:
         return {"url": self.url, "ready": self.ready, "status": self.status, "detail": self.detail}
 

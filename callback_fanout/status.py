@@ -114,6 +114,11 @@ class SystemStatus:
     def problems(self) -> list[str]:
         out = [f"{row.queue}: {problem}" for row in self.rows for problem in row.problems]
         out += [f"{role.url}: not ready" for role in self.roles if not role.ready]
+        out += [
+            f"{role.url}: broker blocks the {name} connection ({reason})"
+            for role in self.roles
+            for name, reason in role.blocked.items()
+        ]
         return out
 
     @property
@@ -123,7 +128,7 @@ class SystemStatus:
     @property
     def exit_status(self) -> int:
         """0 when healthy; 1 when something is parked, missing or unconsumed, or a role is
-        not ready."""
+        not ready or blocked by a broker alarm."""
         return 0 if self.healthy else 1
 
     def as_dict(self) -> dict[str, Any]:

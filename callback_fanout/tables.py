@@ -147,9 +147,10 @@ def _answer(role: RoleReadiness) -> str:
         return f"{role.status} {detail}"
     failing = [f"{key}=false" for key, value in detail.items() if value is False]
     said = str(detail.get("status", ""))
-    if role.ready or not failing:
+    blocked = [f"{name}: broker blocked ({why})" for name, why in role.blocked.items()]
+    if (role.ready or not failing) and not blocked:
         return f"{role.status} {said}"
-    return f"{role.status} {said}: {', '.join(failing)}"
+    return f"{role.status} {said}: {', '.join((failing if not role.ready else []) + blocked)}"
 
 
 def parked_counts_table(counts: Mapping[str, int]) -> Table:
