@@ -1,5 +1,7 @@
 """A TCP proxy on 127.0.0.1 that a test can cut and restore: the broker "goes away"
-for the code under test without touching the broker other test runs share."""
+for the code under test without touching the broker other test runs share. It can also
+freeze: the sockets stay open and no byte (nor a close) passes until it thaws, as with a
+hung proxy or a network partition."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ class CuttableProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.up = True
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -39,7 +43,11 @@ class CuttableProxy:
 
     async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         try:
-            while data := await src.read(65536):
+            while True:
+                data = await _read(src)
+                await self._flowing.wait()  # frozen: held, the end of the stream too
+                if not data:
+                    break
                 dst.write(data)
                 await dst.drain()
         except (ConnectionError, OSError):
@@ -47,6 +55,14 @@ class CuttableProxy:
         finally:
             dst.close()
             self._writers.discard(dst)
+
+    def freeze(self) -> None:
+        """Keep every connection open and pass nothing on (new ones are accepted, and
+        frozen too) until :meth:`thaw`."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     def cut(self) -> None:
         """Drop every connection and refuse new ones."""
@@ -59,6 +75,7 @@ class CuttableProxy:
         self.up = True
 
     async def close(self) -> None:
+        self._flowing.set()
         self.cut()
         if self._server is not None:
             self._server.close()
@@ -67,3 +84,11 @@ class CuttableProxy:
             task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _read(src: asyncio.StreamReader) -> bytes:
+    """The next bytes; empty at the end of the stream or when the peer reset it."""
+    try:
+        return await src.read(65536)
+    except (ConnectionError, OSError):
+        return b""
