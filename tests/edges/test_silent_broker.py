@@ -19,6 +19,7 @@ import pytest
 from pydantic import SecretStr
 from yarl import URL
 
+from shared.amqp import connect
 from shared.failover import FailoverConnection
 from shared.settings import Settings
 from tests.cluster.load import Load
@@ -142,3 +143,26 @@ def _on(system: RunningSystem, role: str, node: CuttableProxy) -> bool:
     service = {"ingress": system.ingress, "router": system.router, "worker": system.worker}[role]
     assert service is not None
     return connection.connected.is_set() and connection.url.port == node.port and service.ready
+
+
+async def test_a_node_that_accepts_and_never_answers_is_skipped_after_two_heartbeats(
+    settings: Settings,
+    broker: BrokerClient,
+    two_nodes: list[CuttableProxy],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("shared.amqp.shuffled", _in_order)  # the silent one first
+    silent, live = two_nodes
+    silent.freeze()  # takes the TCP connection, never says a word of AMQP
+    urls = [str(URL(broker.url).with_host("127.0.0.1").with_port(p.port)) for p in two_nodes]
+    chosen = settings.model_copy(
+        update={"amqp_url": [SecretStr(u) for u in urls], "heartbeat": HEARTBEAT}
+    )
+    started = time.monotonic()
+    connection = await asyncio.wait_for(connect(chosen, role="test"), 30)
+    took = time.monotonic() - started
+    try:
+        assert connection.url.port == live.port
+        assert took < 2 * HEARTBEAT + MARGIN, f"connected only after {took:.2f}s"
+    finally:
+        await connection.close()
