@@ -295,3 +295,27 @@ async def test_an_event_the_database_refuses_is_parked_at_once_and_its_batch_mat
         f"{JOB[:-4]}0001",
         f"{JOB[:-4]}0002",
     ]
+
+
+async def test_a_statement_longer_than_statement_timeout_fails_and_is_retried(
+    start_with: StartWith, pg_dsn: str, pg: asyncpg.Connection, table: str
+) -> None:
+    loaded, outcomes = archiving(pg_dsn, table, statement_timeout=0.5, batch_wait_ms=0)
+    system = await start_with([loaded])
+    assert (await system.post(ocr_job(1))).status == 200
+    await eventually(lambda: len(outcomes.handled) == 1)  # the table is there
+
+    locked = pg.transaction()
+    await locked.start()
+    await pg.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')  # inserts wait
+    try:
+        posted = asyncio.get_running_loop().time()
+        assert (await system.post(ocr_job(2))).status == 200
+        await eventually(lambda: len(outcomes.errors) > 0, timeout=10)
+        took = asyncio.get_running_loop().time() - posted
+        assert 0.5 <= took < 3.0  # the statement's 0.5 s, not the default 30
+        assert outcomes.handled[1:] == []
+    finally:
+        await locked.rollback()
+    await eventually(lambda: len(outcomes.handled) == 2)  # retried once the lock is gone
+    assert [r["job_id"] for r in await rows(pg, table)] == [f"{JOB[:-4]}0001", f"{JOB[:-4]}0002"]
