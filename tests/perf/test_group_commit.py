@@ -269,3 +269,34 @@ async def test_a_lone_body_at_low_load_is_an_ordinary_message_byte_for_byte(
             "Content-Type": "application/xml",
             "User-Agent": "ci-test",
         }
+
+
+def test_the_defaults_are_those_the_docs_give() -> None:
+    """docs/performance.md: up to 256 bodies or 1 MiB a message, at most three messages in
+    flight, and behind one in flight a message leaves only with 12 bodies."""
+    from ingress import groupcommit
+
+    assert groupcommit.MAX_BATCH_COUNT == 256
+    assert groupcommit.MAX_BATCH_BYTES == 1024 * 1024
+    assert groupcommit.MAX_IN_FLIGHT == 3
+    assert groupcommit.MIN_FOLLOWING == 12
+
+
+async def test_with_the_defaults_bodies_of_one_turn_leave_256_or_1_mib_to_a_message(
+    settings: Settings, broker: BrokerClient
+) -> None:
+    publisher = AmqpPublisher(settings)  # as the ingress makes it: no bound given
+    await publisher.start()
+    try:
+        small = [_distinct_body(i) for i in range(300)]
+        big = [bytes([65 + i]) * (300 * 1024) for i in range(5)]  # 3 fit in 1 MiB, 4 do not
+        for bodies in (small, big):
+            metas = [RawMeta(f"req-{i}", 1.0, "application/xml", None) for i in range(len(bodies))]
+            await asyncio.gather(
+                *(publisher.publish(b, m) for b, m in zip(bodies, metas, strict=True))
+            )
+    finally:
+        await publisher.close()
+    messages = await broker.take_all(broker.topology.raw)
+    assert [len(unpack(m.body)) for m in messages] == [256, 44, 3, 2]
+    assert [body for m in messages for _, body in unpack(m.body)] == small + big
