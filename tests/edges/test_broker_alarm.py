@@ -1,4 +1,5 @@
-"""A real memory alarm on a RabbitMQ node of the test's own (never the shared one).
+"""A real memory alarm on a RabbitMQ node of the test's own (never the shared one; marked
+``cluster``, as the tests that start local nodes of their own with ``tests.support.cluster``).
 
 The node (``tests.support.cluster``, one node on free ports) gets a memory high watermark so
 low that the alarm goes off at once (``rabbitmqctl set_vm_memory_high_watermark``, always
@@ -30,7 +31,7 @@ from tests.support.metrics import scrape
 from tests.support.system import Recorder, RunningSystem
 from tests.support.waiting import eventually
 
-pytestmark = [pytest.mark.broker, pytest.mark.fault, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.broker, pytest.mark.cluster, pytest.mark.timeout(300)]
 
 OCR = (SEEDS / "ocr.1.xml").read_bytes()
 #: The confirm timeout the ingress would wait before this work: far above "at once".
