@@ -45,7 +45,8 @@ class BrokerAlarm:
     """Whether the broker blocks the role's connection, and why; shared by its reconnects.
 
     ``listen`` registers a function called with the reason when the connection is blocked
-    and with None when it is let go (or replaced by a new, unblocked one).
+    and with None when it is let go (or replaced by a new, unblocked one). ``release``, when
+    the role stops, lets whoever waits in :meth:`cleared` go without the alarm clearing.
     """
 
     def __init__(self, role: str = "") -> None:
@@ -54,6 +55,7 @@ class BrokerAlarm:
         self._since = 0.0
         self._clear = asyncio.Event()
         self._clear.set()
+        self._released = asyncio.Event()
         self._listeners: list[Listener] = []
 
     @property
@@ -63,9 +65,24 @@ class BrokerAlarm:
     def listen(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    async def cleared(self) -> None:
-        """Return once the connection is not blocked (at once when it is not)."""
-        await self._clear.wait()
+    async def cleared(self) -> bool:
+        """Wait until the connection is not blocked (True, at once when it is not), or until
+        :meth:`release` (False: the role stops, what waited is to be handed back)."""
+        if self._clear.is_set():
+            return True
+        if self._released.is_set():
+            return False
+        waits = [asyncio.ensure_future(e.wait()) for e in (self._clear, self._released)]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+        return self._clear.is_set()
+
+    def release(self) -> None:
+        """The role stops: nothing waits for the alarm to clear any longer."""
+        self._released.set()
 
     def block(self, reason: str) -> None:
         if self.reason is not None:

@@ -116,6 +116,7 @@ class RoleService(ABC):
             return
         self._stopping = True
         self._stop.set()
+        self.alarm.release()  # deliveries held for a broker alarm are handed back now
         await self._stop_taking_work()
         if self._starting is not None and not self._starting.done():
             self._starting.cancel()  # a start that failed was logged already: not re-raised

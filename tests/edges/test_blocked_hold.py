@@ -10,10 +10,12 @@ was handed back.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from structlog.testing import capture_logs
 
+from shared.settings import Settings
 from tests.conftest import SEEDS, StartSystem
 from tests.support.broker import BrokerClient
 from tests.support.system import Recorder, RunningSystem
@@ -76,3 +78,25 @@ async def test_a_blocked_worker_holds_its_deliveries_until_the_alarm_clears(
         await eventually(lambda: set(_delivered(everything)) == posted)
     assert len(everything.calls) == len(posted)  # each handled once: no attempt counted
     assert not [e for e in logs if e["event"] == "could not settle message, requeued"]
+
+
+@pytest.mark.parametrize("role", ["router", "worker"])
+async def test_a_role_stopped_while_holding_hands_its_deliveries_back_at_once(
+    start_system: StartSystem, settings: Settings, role: str
+) -> None:
+    first = Recorder("everything", ["#"])
+    system = await start_system([first])
+    held = system.router if role == "router" else system.worker
+    assert held is not None
+    held.alarm.block("low on memory")
+    posted = await _post(system, 5)
+    await asyncio.sleep(0.5)  # taken and held
+    started = time.monotonic()
+    await held.stop()
+    took = time.monotonic() - started
+    assert took < settings.shutdown_grace / 2, f"stopped after {took:.2f}s"
+    assert first.calls == []
+
+    second = Recorder("everything", ["#"])  # the same consumer, in another process
+    await start_system([second], ingress=False, router=role == "router", worker=True)
+    await eventually(lambda: set(_delivered(first) + _delivered(second)) == posted)

@@ -121,8 +121,11 @@ class RouterService(ConsumingRole):
             await message.nack(requeue=True)
             return
         with self._inflight.tracking():
-            if self.alarm.blocked:  # its events could not be published: held, not attempted
-                await self.alarm.cleared()
+            # While blocked its events could not be published: held, not attempted.
+            if self.alarm.blocked and not await self.alarm.cleared():
+                with contextlib.suppress(Exception):  # stopping: back to the raw queue
+                    await message.nack(requeue=True)
+                return
             await self._route(message)
 
     async def _route(self, message: AbstractIncomingMessage) -> None:

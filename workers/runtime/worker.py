@@ -129,8 +129,12 @@ class ConsumerRunner:
             await message.nack(requeue=True)  # prefetched, not started: hand it back
             return
         with self._inflight.tracking():
-            if self.alarm is not None and self.alarm.blocked:  # retries could not be published
-                await self.alarm.cleared()
+            # While blocked, retries and parked copies could not be published: held.
+            if self.alarm is not None and self.alarm.blocked and not await self.alarm.cleared():
+                self._acks.settled(message)  # the worker stops: back to its queue
+                with contextlib.suppress(Exception):
+                    await message.nack(requeue=True)
+                return
             try:
                 with self.hold.taking():
                     await self._handle(message)
