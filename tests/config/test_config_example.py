@@ -17,10 +17,11 @@ EXAMPLE = ROOT / "deploy" / "fanout.example.toml"
 
 def test_compose_mounts_the_example_where_every_app_service_reads_its_config() -> None:
     services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
-    for name in ("ingress", "router", "worker"):
+    for name in ("ingress", "ingress-2", "router", "worker"):
         target = services[name]["environment"]["CALLBACK_FANOUT_CONFIG"]
+        # source:target:mode (the source holds a colon of its own); a named volume has no mode
         mounts = [v.rsplit(":", 2) for v in services[name]["volumes"]]
-        [(source, mode)] = [(src, mode) for src, dst, mode in mounts if dst == target]
+        [(source, mode)] = [(m[0], m[2]) for m in mounts if len(m) == 3 and m[1] == target]
         default = re.fullmatch(r"\$\{FANOUT_CONFIG:-(.+)\}", source)
         assert default is not None, source
         assert (ROOT / default.group(1)).resolve() == EXAMPLE.resolve()
