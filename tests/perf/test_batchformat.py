@@ -30,6 +30,9 @@ _metas = st.builds(
     source_address=st.none() | _text,
     headers=st.dictionaries(_text, _text, max_size=4),
     token_name=st.none() | _text,
+    # W3C Trace Context: absent, or a value (an empty one is no context, and reads as absent)
+    traceparent=st.none() | st.text(min_size=1, max_size=60),
+    tracestate=st.none() | st.text(min_size=1, max_size=60),
 )
 
 
