@@ -32,6 +32,9 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
+from shared.topology import STREAM_ARGUMENTS, STREAM_FROM_FIRST
+from shared.wire.headers import STREAM_OFFSET
+
 __all__ = [
     "ControlLog",
     "PauseRecord",
@@ -112,7 +115,7 @@ class ControlLog:
         if self._queue is None:
             await self.channel.set_qos(prefetch_count=_PREFETCH)
             self._queue = await self.channel.declare_queue(
-                self.name, durable=True, arguments={"x-queue-type": "stream"}, passive=passive
+                self.name, durable=True, arguments=STREAM_ARGUMENTS, passive=passive
             )
         return self._queue
 
@@ -147,7 +150,7 @@ class ControlLog:
                 await result
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            offset = (message.headers or {}).get("x-stream-offset")
+            offset = (message.headers or {}).get(STREAM_OFFSET)
             if isinstance(offset, int):
                 if offset <= self._offset:  # read before the connection was restored
                     with contextlib.suppress(Exception):
@@ -166,7 +169,7 @@ class ControlLog:
             with contextlib.suppress(Exception):
                 await message.ack()
 
-        self._tag = await queue.consume(on_message, arguments={"x-stream-offset": "first"})
+        self._tag = await queue.consume(on_message, arguments=STREAM_FROM_FIRST)
         await self._publish(json.dumps({"kind": "sync", "marker": marker}).encode())
         await asyncio.wait_for(caught_up.wait(), within)
 

@@ -31,6 +31,8 @@ from shared.logs import get_logger
 __all__ = [
     "DELIVERY_LIMIT",
     "GROUP_SIZE",
+    "STREAM_ARGUMENTS",
+    "STREAM_FROM_FIRST",
     "ConsumerQueues",
     "Topology",
     "quorum_arguments",
@@ -40,6 +42,11 @@ __all__ = [
 #: body that crashes its process from looping forever; connection cuts, kills and shutdown
 #: hand-backs count too, so it is well above what a rolling restart or an outage costs.
 DELIVERY_LIMIT = 20
+
+#: Arguments of a stream (the control stream, ``shared.control``), and of a consumer that
+#: reads one from its first record.
+STREAM_ARGUMENTS: dict[str, Any] = {"x-queue-type": "stream"}
+STREAM_FROM_FIRST: dict[str, Any] = {"x-stream-offset": "first"}
 
 #: The queue argument that places a new quorum queue's members on that many nodes.
 GROUP_SIZE = "x-quorum-initial-group-size"

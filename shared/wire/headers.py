@@ -28,6 +28,7 @@ __all__ = [
     "REQUEST_ID",
     "ROUTING_KEY",
     "SOURCE_ADDRESS",
+    "STREAM_OFFSET",
     "TOKEN_NAME",
     "TRACEPARENT",
     "TRACESTATE",
@@ -61,6 +62,9 @@ ATTEMPTS = "x-attempts"
 LAST_ERROR = "x-last-error"
 CONSUMER = "x-consumer"
 DEAD_AT = "x-dead-at"  # whole seconds since the epoch
+
+# Set by the broker on a message read from a stream: its offset (``shared.control``).
+STREAM_OFFSET = "x-stream-offset"
 
 # W3C Trace Context (``shared.otel``): on a raw message, the ingress's publish; on a retried or
 # parked copy, the consumer's attempt that sent it there. A replayed copy carries its original
