@@ -32,6 +32,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
+from shared.amqp import within
 from shared.topology import STREAM_ARGUMENTS, STREAM_FROM_FIRST
 from shared.wire.headers import STREAM_OFFSET
 
@@ -174,9 +175,9 @@ class ControlLog:
         await asyncio.wait_for(caught_up.wait(), within)
 
     async def stop(self) -> None:
+        """Stop following (a broker that is away never holds this up: at most 5 s)."""
         if self._queue is not None and self._tag is not None:
-            with contextlib.suppress(Exception):
-                await self._queue.cancel(self._tag)
+            await within(5.0, self._queue.cancel(self._tag), "cancel the control stream")
             self._tag = None
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
+from shared.amqp import within
 from shared.control import ControlLog, PauseRecord, answer_body, ask_exchange
 from shared.logs import get_logger
 from workers.runtime.holding import Hold
@@ -78,5 +79,4 @@ class WorkerControl:
             await self._log.stop()
         for channel in (self._asked, self._channel):
             if channel is not None and not channel.is_closed:
-                with contextlib.suppress(Exception):
-                    await channel.close()
+                await within(5.0, channel.close(), "close a control channel")
