@@ -206,18 +206,26 @@ def hold_of(
     return "no worker"
 
 
-async def holds(
-    connection: AbstractConnection, prefix: str, wait: float = ANSWER_WAIT
-) -> dict[str, str]:
-    """Every consumer paused or run by a worker now, with its state (:func:`hold_of`)."""
+async def _states_and_answers(
+    connection: AbstractConnection, prefix: str, wait: float
+) -> tuple[dict[str, PauseRecord], list[WorkerAnswer]]:
+    """The control stream's latest record of each consumer, and the workers' answers (read
+    and asked at the same time)."""
     channel = await connection.channel()
     try:
-        states, answers = await asyncio.gather(
+        return await asyncio.gather(
             read_states(channel, prefix), ask_workers(connection, prefix, wait)
         )
     finally:
         with contextlib.suppress(Exception):
             await channel.close()
+
+
+async def holds(
+    connection: AbstractConnection, prefix: str, wait: float = ANSWER_WAIT
+) -> dict[str, str]:
+    """Every consumer paused or run by a worker now, with its state (:func:`hold_of`)."""
+    states, answers = await _states_and_answers(connection, prefix, wait)
     now = time.time()
     names = set(states) | {n for a in answers for n in a.consumers}
     return {name: hold_of(name, states.get(name), answers, now) for name in names}
@@ -231,15 +239,7 @@ async def consumer_views(
     wait: float = ANSWER_WAIT,
 ) -> list[ConsumerView]:
     """Every consumer: the configured ones, those the workers run, those ever paused."""
-    prefix = topology.prefix
-    channel = await connection.channel()
-    try:
-        states, answers = await asyncio.gather(
-            read_states(channel, prefix), ask_workers(connection, prefix, wait)
-        )
-    finally:
-        with contextlib.suppress(Exception):
-            await channel.close()
+    states, answers = await _states_and_answers(connection, topology.prefix, wait)
     names = set(configured) | set(states) | {n for a in answers for n in a.consumers}
     now = time.time()
     views = []
