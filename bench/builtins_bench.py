@@ -43,7 +43,7 @@ import statistics
 import sys
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -383,31 +383,53 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def drain_parser(doc: str | None, name: str, events: int) -> argparse.ArgumentParser:
+    """The arguments every drain benchmark takes (its backend's URL is added by each)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     parser.add_argument(
         "--amqp-url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     )
+    parser.add_argument("--events", type=int, default=events, help="events per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help=f"write bench/results/{name}.json")
+    return parser
+
+
+def pg_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pg-dsn",
         default=os.environ.get("PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"),
     )
-    parser.add_argument("--events", type=int, default=6000, help="events per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", action="store_true", help="write bench/results/builtins.json")
-    args = parser.parse_args(argv)
+
+
+def run_and_report(
+    measure: Coroutine[Any, Any, dict[str, Any]],
+    table: Callable[[dict[str, Any]], str],
+    name: str,
+    *,
+    write_json: bool,
+) -> int:
+    """Run ``measure`` on the loop the command runs the roles on, print its table, and write
+    its result as ``bench/results/<name>.json`` when asked."""
     runner: Callable[[Any], Any] = asyncio.run
     with contextlib.suppress(ImportError):
         import uvloop
 
         runner = uvloop.run  # as the command runs the roles
-    result: dict[str, Any] = runner(run(args))
+    result: dict[str, Any] = runner(measure)
     print(f"{result['date']}, {result['machine']}\n")
     print(table(result))
-    if args.json:
+    if write_json:
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "builtins.json").write_text(json.dumps(result, indent=2))
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = drain_parser(__doc__, "builtins", 6000)
+    pg_argument(parser)
+    args = parser.parse_args(argv)
+    return run_and_report(run(args), table, "builtins", write_json=args.json)
 
 
 if __name__ == "__main__":

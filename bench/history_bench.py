@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import os
 import secrets
 import statistics
@@ -48,8 +46,11 @@ from bench.builtins_bench import (  # noqa: E402
     _cpu_model,
     backends_cpu,
     delete_all,
+    drain_parser,
     events,
     fill,
+    pg_argument,
+    run_and_report,
     spec_of,
 )
 from shared.callbacks import CallbackEvent  # noqa: E402
@@ -254,30 +255,10 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--amqp-url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    )
-    parser.add_argument(
-        "--pg-dsn",
-        default=os.environ.get("PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"),
-    )
-    parser.add_argument("--events", type=int, default=6000, help="events per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", action="store_true", help="write bench/results/history.json")
+    parser = drain_parser(__doc__, "history", 6000)
+    pg_argument(parser)
     args = parser.parse_args(argv)
-    runner: Any = asyncio.run
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        runner = uvloop.run  # as the command runs the roles
-    result: dict[str, Any] = runner(run(args))
-    print(f"{result['date']}, {result['machine']}\n")
-    print(table(result))
-    if args.json:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "history.json").write_text(json.dumps(result, indent=2))
-    return 0
+    return run_and_report(run(args), table, "history", write_json=args.json)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import json
 import os
 import secrets
 import statistics
@@ -48,8 +47,10 @@ from bench.builtins_bench import (  # noqa: E402
     _cpu_model,
     _process_cpu,
     delete_all,
+    drain_parser,
     events,
     fill,
+    run_and_report,
     spec_of,
 )
 from shared.callbacks import CallbackEvent  # noqa: E402
@@ -170,29 +171,12 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--amqp-url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    )
+    parser = drain_parser(__doc__, "holding", 3000)
     parser.add_argument(
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     )
-    parser.add_argument("--events", type=int, default=3000, help="events per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", action="store_true", help="write bench/results/holding.json")
     args = parser.parse_args(argv)
-    runner: Any = asyncio.run
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        runner = uvloop.run  # as the command runs the roles
-    result: dict[str, Any] = runner(run(args))
-    print(f"{result['date']}, {result['machine']}\n")
-    print(table(result))
-    if args.json:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "holding.json").write_text(json.dumps(result, indent=2))
-    return 0
+    return run_and_report(run(args), table, "holding", write_json=args.json)
 
 
 if __name__ == "__main__":
