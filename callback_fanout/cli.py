@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from callback_fanout import __version__
 from callback_fanout.commands import (
+    console,
     consumers,
     declare,
     parked,
@@ -26,7 +27,7 @@ from callback_fanout.flags import settings_from as _settings_from
 __all__ = ["_parked", "_settings_from", "_status", "build_parser", "main"]
 
 #: The command modules, in the order `callback-fanout --help` lists them.
-COMMANDS = (roles, declare, status, consumers, parked, trace, replay, parse, schema)
+COMMANDS = (roles, declare, status, consumers, parked, trace, replay, console, parse, schema)
 
 
 def build_parser() -> argparse.ArgumentParser:

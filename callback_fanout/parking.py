@@ -181,8 +181,11 @@ class MessageFilter:
     routing_key: str | None = None
     job_id: str | None = None
     reason: str | None = None
+    message_ids: frozenset[str] | None = None  # these messages only (a console's selection)
 
     def matches(self, parked: ParkedMessage) -> bool:
+        if self.message_ids is not None and parked.message.message_id not in self.message_ids:
+            return False
         if self.routing_key is not None and not (
             parked.routing_key and topic_matches(self.routing_key, parked.routing_key)
         ):
@@ -221,12 +224,13 @@ class Parking:
             await channel.close()
 
     async def _each(
-        self, channel: AbstractChannel, queue: str, where: MessageFilter
+        self, channel: AbstractChannel, queue: str, where: MessageFilter, window: int | None = None
     ) -> AsyncIterator[ParkedMessage]:
-        """Every matching message, fetched unacked (handed back when ``channel`` closes)."""
+        """Every matching message among the first ``window`` (None: all), fetched unacked
+        (handed back when ``channel`` closes)."""
         declared = await self.topology.declare_queue(channel, queue)
         total = declared.declaration_result.message_count or 0
-        for _ in range(total):
+        for _ in range(total if window is None else min(total, window)):
             message = await declared.get(no_ack=False, fail=False)
             if message is None:
                 return
@@ -250,12 +254,16 @@ class Parking:
         finally:
             await channel.close()
 
-    async def show(self, queue: str, where: MessageFilter, limit: int) -> list[ParkedMessage]:
+    async def show(
+        self, queue: str, where: MessageFilter, limit: int, window: int | None = None
+    ) -> list[ParkedMessage]:
+        """The first ``limit`` matching messages, looking at the first ``window`` of the
+        queue at most (None: the whole queue); nothing is removed."""
         channel = await self.connection.channel()
         before = await self.topology.message_count(channel, queue)
         found: list[ParkedMessage] = []
         try:
-            async for parked in self._each(channel, queue, where):
+            async for parked in self._each(channel, queue, where, window):
                 found.append(parked)
                 if len(found) >= limit:
                     break

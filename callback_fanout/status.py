@@ -27,6 +27,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from callback_fanout.management import Management, QueueStats
 from callback_fanout.readiness import RoleReadiness
+from shared.settings import Settings
 from shared.topology import Topology
 
 __all__ = [
@@ -393,4 +394,37 @@ async def collect(
         rows=tuple(_rows(topology, groups, _Readings(first, last, seconds), holds or {})),
         roles=tuple(roles),
         notes=tuple(notes),
+    )
+
+
+async def read_status(
+    connection: AbstractConnection,
+    settings: Settings,
+    consumers: Sequence[ConsumerRef],
+    *,
+    urls: Sequence[str] = (),
+    window: float = 1.0,
+    holds: Mapping[str, str] | None = None,
+) -> SystemStatus:
+    """One `status`: the queues of ``consumers`` and of the consumers paused or run by a
+    worker without being configured here, the roles at ``urls`` (their ``/readyz``), and each
+    consumer's hold (``holds``: as read a moment ago; None: asked now, which waits for the
+    workers' answers). What `status` prints and the console's overview shows."""
+    from callback_fanout.consumers import holds as read_holds
+    from callback_fanout.management import management_for
+    from callback_fanout.readiness import check_readiness
+
+    async def asked() -> Mapping[str, str]:
+        return holds if holds is not None else await read_holds(connection, settings.prefix)
+
+    roles, held = await asyncio.gather(check_readiness(urls), asked())
+    configured = {ref.name for ref in consumers}
+    return await collect(
+        connection,
+        Topology(settings.prefix, settings.quorum_initial_group_size),
+        [*consumers, *(ConsumerRef(n) for n in sorted(held) if n not in configured)],
+        management=management_for(settings),
+        window=window,
+        roles=roles,
+        holds=held,
     )

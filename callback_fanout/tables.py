@@ -28,6 +28,9 @@ __all__ = [
     "is_terminal",
     "parked_counts_table",
     "parked_messages_table",
+    "role_answer",
+    "row_state",
+    "short_name",
     "status_view",
     "wants_json",
 ]
@@ -74,15 +77,26 @@ def _change(value: float | None) -> str:
     return "-" if value is None else f"{value:+,.1f}" if value else "0"
 
 
-def _state(row: QueueRow) -> Text:
+def row_state(row: QueueRow) -> tuple[str, str]:
+    """A status row's state and how loud it is: ``ok``, ``held`` (paused, half-open),
+    ``parked`` (only parked messages) or ``problem``. The terminal and the console both
+    show this."""
     held = row.hold if row.hold in ("paused", "half-open") else None
     if not row.problems:
-        return Text(held, style=_PARKED) if held else Text("ok", style="green")
-    style = _PARKED if all(p.endswith("parked") for p in row.problems) else _PROBLEM
-    return Text(", ".join(row.problems).upper(), style=style)
+        return (held, "held") if held else ("ok", "ok")
+    level = "parked" if all(p.endswith("parked") for p in row.problems) else "problem"
+    return ", ".join(row.problems).upper(), level
 
 
-def _name(row: QueueRow, prefix: str) -> str:
+_LEVEL_STYLES = {"ok": "green", "held": _PARKED, "parked": _PARKED, "problem": _PROBLEM}
+
+
+def _state(row: QueueRow) -> Text:
+    text, level = row_state(row)
+    return Text(text, style=_LEVEL_STYLES[level])
+
+
+def short_name(row: QueueRow, prefix: str) -> str:
     """The queue's name without the prefix the title shows."""
     return row.queue.removeprefix(f"{prefix}.")
 
@@ -108,7 +122,7 @@ def status_view(status: SystemStatus) -> RenderableType:
         if row.problems:
             style = _PARKED if row.kind == "parking" else _PROBLEM
         table.add_row(
-            _name(row, status.prefix),
+            short_name(row, status.prefix),
             _number(row.ready),
             _number(row.unacked),
             _number(row.consumers),
@@ -130,7 +144,7 @@ def status_view(status: SystemStatus) -> RenderableType:
         for header in ("url", "ready", "answer"):
             roles.add_column(header)
         for role in status.roles:
-            answer = _answer(role)
+            answer = role_answer(role)
             ready = Text("ready", "green") if role.ready else Text("NOT READY", _PROBLEM)
             roles.add_row(role.url, ready, answer)
         parts.append(roles)
@@ -138,7 +152,7 @@ def status_view(status: SystemStatus) -> RenderableType:
     return Group(*parts)
 
 
-def _answer(role: RoleReadiness) -> str:
+def role_answer(role: RoleReadiness) -> str:
     """``200 ready``; ``503 not ready: broker=false``; or why nothing answered."""
     if role.status is None:
         return str(role.detail)

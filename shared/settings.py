@@ -51,10 +51,18 @@ def _read_by(*commands: str) -> JsonDict:
 _INGRESS = _read_by("ingress")
 _ROLES = _read_by(*RUN_ROLES)
 # the consumers the workers load
-_CONSUMERS = _read_by("worker", "declare", "status", "parked", "trace", "consumers")
-_BROKER = _read_by(*RUN_ROLES, "declare", "status", "parked", "trace", "consumers")
+_CONSUMERS = _read_by("worker", "declare", "status", "parked", "trace", "consumers", "console")
+_BROKER = _read_by(*RUN_ROLES, "declare", "status", "parked", "trace", "consumers", "console")
 _EVERY = _read_by(
-    *RUN_ROLES, "declare", "status", "parked", "schema", "trace", "replay", "consumers"
+    *RUN_ROLES,
+    "declare",
+    "status",
+    "parked",
+    "schema",
+    "trace",
+    "replay",
+    "consumers",
+    "console",
 )
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -313,7 +321,7 @@ class Settings(BaseSettings):
         "db`): every outcome a worker decides is written there in batches, beside the work, "
         "and `trace` reads it (unset: no history; in the configuration file `[history]` "
         "`dsn`, a secret).",
-        json_schema_extra=_read_by("worker", "trace"),
+        json_schema_extra=_read_by("worker", "trace", "console"),
     )
     history_retention: float = Field(
         7 * 86400.0,
@@ -329,7 +337,41 @@ class Settings(BaseSettings):
         "(`https://jaeger.example/trace/{trace_id}`): `trace` links each trace it shows "
         "(unset: no link). Traces themselves are configured by the `OTEL_*` variables "
         "(see tracing).",
-        json_schema_extra=_read_by("trace"),
+        json_schema_extra=_read_by("trace", "console"),
+    )
+    # Operator console
+    console_host: str = Field(
+        "127.0.0.1",
+        description="Address the console listens on; anything but loopback needs a console token.",
+        json_schema_extra=_read_by("console"),
+    )
+    console_port: int = Field(
+        8088,
+        ge=0,
+        le=65535,
+        description="Port of the console.",
+        json_schema_extra=_read_by("console"),
+    )
+    console_token: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Console login tokens as NAME=SECRET, SECRET of 16 characters or more "
+        "(repeatable flag; comma separated in the environment; several for rotation). The "
+        "name is logged with every action taken (none: the console is open, on loopback only).",
+        json_schema_extra=_read_by("console"),
+    )
+    console_session: float = Field(
+        12 * 3600.0,
+        gt=0,
+        description="How long a console login lasts: seconds, or a number with a unit "
+        "(`90m`, `12h`, `1d`).",
+        json_schema_extra=_read_by("console"),
+    )
+    console_role_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Admin ports of the roles (http://host:port, repeatable; comma separated in "
+        "the environment) whose readiness and /metrics the console shows (rates, handler p99, "
+        "lag).",
+        json_schema_extra=_read_by("console"),
     )
     # Operations
     management_url: SecretStr = Field(
@@ -338,7 +380,7 @@ class Settings(BaseSettings):
         "and every consumer queue from: a URL (http://user:password@host:15672/), `auto` (the "
         "broker's host on port 15672 with the broker's credentials, used when it answers) or "
         "`off` (AMQP only).",
-        json_schema_extra=_read_by("status"),
+        json_schema_extra=_read_by("status", "console"),
     )
     log_level: str = Field(
         "info", description="Log level: debug, info, warning, error.", json_schema_extra=_EVERY
@@ -358,6 +400,8 @@ class Settings(BaseSettings):
         "consumers",
         "retry_delays",
         "tokens",
+        "console_token",
+        "console_role_urls",
         "allowed_networks",
         "trusted_proxies",
         mode="before",
@@ -366,7 +410,7 @@ class Settings(BaseSettings):
     def _lists_from_csv(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("history_retention", mode="before")
+    @field_validator("history_retention", "console_session", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         return _seconds_of(value) if isinstance(value, str) else value

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -14,6 +12,8 @@ from typing import TYPE_CHECKING, TextIO
 
 from callback_fanout.commands import Subcommands
 from callback_fanout.flags import add_settings_flags, with_settings
+from callback_fanout.when import parse_duration
+from shared.errors import ConfigError
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,18 +31,13 @@ _TEXTS = {
     "resume": "let every worker replica take the consumer's events again",
 }
 
-_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
 
 def duration(text: str) -> float:
-    """``90``, ``90s``, ``15m``, ``2h``, ``1d`` as seconds (more than 0)."""
-    match = _DURATION_RE.fullmatch(text.strip().lower())
-    if match is None or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(
-            f"not a duration: {text!r} (seconds, or a number with s, m, h or d: 15m)"
-        )
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    """``--for``: ``90``, ``90s``, ``15m``, ``2h``, ``1d`` as seconds (more than 0)."""
+    try:
+        return parse_duration(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add(sub: Subcommands) -> None:
@@ -81,6 +76,7 @@ async def run_consumers(
 ) -> int:
     """Carry out the action; the exit status."""
     from callback_fanout.consumers import consumer_views, pause, resume
+    from callback_fanout.sources import consumer_names
     from shared.amqp import connect_once
     from shared.topology import Topology
 
@@ -89,7 +85,7 @@ async def run_consumers(
     connection = await connect_once(settings, role="consumers")
     try:
         if args.action == "list":
-            views = await consumer_views(connection, topology, _configured(settings))
+            views = await consumer_views(connection, topology, consumer_names(settings))
             _print_views(views, out, as_json=args.json)
             return 0
         if args.action == "pause":
@@ -102,12 +98,6 @@ async def run_consumers(
         return 0
     finally:
         await connection.close()
-
-
-def _configured(settings: Settings) -> list[str]:
-    from workers.loader import consumers_of
-
-    return [c.spec.name for c in consumers_of(settings, os.environ)]
 
 
 def _when(epoch: float) -> str:

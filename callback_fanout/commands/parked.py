@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
@@ -74,6 +73,7 @@ async def run_parked(
 ) -> int:
     """Carry out the action on the parking queues; the exit status."""
     from callback_fanout.parking import MessageFilter, Parking
+    from callback_fanout.sources import consumer_names
     from shared.amqp import connect
     from shared.topology import Topology
 
@@ -82,7 +82,7 @@ async def run_parked(
     try:
         parking = Parking(connection, Topology(settings.prefix, settings.quorum_initial_group_size))
         if args.action == "list":
-            counts = await parking.counts(_consumer_names(settings))
+            counts = await parking.counts(consumer_names(settings))
             _print_counts(counts, out, as_json=args.json)
             return 0
         queue = parking.resolve(args.queue)
@@ -140,9 +140,3 @@ def _confirmed(queue: str) -> bool:
         print("refusing to purge without --yes (no terminal to ask)", file=sys.stderr)
         return False
     return input(f"type the queue name to purge it ({queue}): ").strip() == queue
-
-
-def _consumer_names(settings: Settings) -> list[str]:
-    from workers.loader import consumers_of
-
-    return [c.spec.name for c in consumers_of(settings, os.environ)]

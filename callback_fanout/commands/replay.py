@@ -8,18 +8,17 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from callback_fanout.commands import Subcommands
 from callback_fanout.flags import add_settings_flags, with_settings
 from callback_fanout.pacing import rate_flag
-from shared.errors import ConfigError
+from callback_fanout.when import parse_time
 from shared.settings import ENV_PREFIX, Settings
 
 if TYPE_CHECKING:
@@ -39,8 +38,6 @@ _TEXT = (
     "dedupe lets it through. Run again after an interrupt, it sends only what it had not "
     "sent (a checkpoint file per command as written; --restart forgets it)."
 )
-_AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def add(sub: Subcommands) -> None:
@@ -113,21 +110,6 @@ def add(sub: Subcommands) -> None:
     cmd.set_defaults(handler=with_settings(_replay))
 
 
-def parse_time(text: str, now: datetime) -> datetime:
-    """``--since``/``--until``: ISO 8601 (UTC without an offset) or a duration ago."""
-    ago = _AGO.fullmatch(text.strip())
-    if ago is not None:
-        return now - timedelta(seconds=float(ago.group(1)) * _UNITS[ago.group(2)])
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ConfigError(
-            f"{text!r} is not a time: ISO 8601 (2026-12-05T10:00, with an offset or UTC) or "
-            "a duration ago (90m, 2h, 1d)"
-        ) from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run_replay(args, settings))
 
@@ -195,38 +177,10 @@ def _archive_of(args: argparse.Namespace, settings: Settings) -> ArchiveTable:
     dsn = args.archive_dsn or os.environ.get(ARCHIVE_DSN_ENV)
     if dsn:
         return ArchiveTable(dsn, args.archive_table)
-    if settings.config is None:
-        raise ConfigError(
-            "no archive to read: give a configuration file (--config) with a consumer of "
-            f'use = "archive", or --archive-dsn (or {ARCHIVE_DSN_ENV})'
-        )
-    from shared.configfile import ConfigFile
-    from workers.builtin.archive import Options
-    from workers.configured import build_configured
+    from callback_fanout.sources import archive_table
 
-    archives = {
-        c.consumer.spec.name: c.options
-        for c in build_configured(ConfigFile.read(settings.config), os.environ)
-        if c.use == "archive"
-    }
-    if args.archive is not None:
-        if args.archive not in archives:
-            known = ", ".join(sorted(archives)) or "none"
-            raise ConfigError(
-                f"no archive consumer {args.archive!r} in {settings.config} "
-                f"(archive consumers: {known})"
-            )
-        options = archives[args.archive]
-    elif len(archives) == 1:
-        [options] = archives.values()
-    else:
-        said = ", ".join(sorted(archives)) if archives else 'none of use = "archive"'
-        raise ConfigError(
-            f"which archive? {settings.config} has {said}: name one with --archive, or give "
-            "--archive-dsn"
-        )
-    assert isinstance(options, Options)
-    return ArchiveTable(options.dsn.get_secret_value(), options.table)
+    hint = f"or give --archive-dsn (or {ARCHIVE_DSN_ENV})"
+    return archive_table(settings, args.archive, hint=hint)
 
 
 def _print_plan(plan: ReplayPlan, out: TextIO, *, asked: bool) -> None:

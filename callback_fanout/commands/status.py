@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
-import os
 import sys
 from typing import TextIO
 
@@ -98,42 +96,22 @@ async def run_status(
     args: argparse.Namespace, settings: Settings, out: TextIO | None = None
 ) -> int:
     """Print the status (once, or every --watch seconds) to ``out``; the exit status."""
-    from callback_fanout.consumers import holds
-    from callback_fanout.management import management_for
-    from callback_fanout.readiness import check_readiness, readyz_url
-    from callback_fanout.status import ConsumerRef, collect
+    from callback_fanout.readiness import readyz_url
+    from callback_fanout.sources import consumer_refs
+    from callback_fanout.status import read_status
     from callback_fanout.tables import console_for, status_view, wants_json
     from shared.amqp import connect_once
-    from shared.topology import Topology
-    from workers.loader import consumers_of
-    from workers.runtime.retry import RetryPolicy
 
     out = out or sys.stdout
     urls = [readyz_url(url) for url in args.url]
-    refs = [
-        ConsumerRef(c.spec.name, RetryPolicy.for_consumer(c.spec, settings).delays)
-        for c in consumers_of(settings, os.environ)  # as the workers find them
-    ]
-    configured = {ref.name for ref in refs}
+    refs = consumer_refs(settings)  # as the workers find them
     as_json = wants_json(args.json, out)
     console = console_for(out)
     connection = await connect_once(settings, role="status")
     last = 1
     try:
         while True:
-            roles, held = await asyncio.gather(
-                check_readiness(urls), holds(connection, settings.prefix)
-            )
-            status = await collect(
-                connection,
-                Topology(settings.prefix, settings.quorum_initial_group_size),
-                # and the consumers the workers say they run, or that were paused
-                [*refs, *(ConsumerRef(n) for n in sorted(held) if n not in configured)],
-                management=management_for(settings),
-                window=args.window,
-                holds=held,
-            )
-            status = dataclasses.replace(status, roles=tuple(roles))
+            status = await read_status(connection, settings, refs, urls=urls, window=args.window)
             last = status.exit_status
             if as_json:
                 print(json.dumps(status.as_dict(), ensure_ascii=False), file=out, flush=True)

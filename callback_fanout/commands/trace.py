@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
@@ -18,7 +17,7 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from callback_fanout.tracing import ArchiveSource, ConsumerRoutes, Trace
+    from callback_fanout.tracing import Trace
 
 __all__ = ["add", "run_trace"]
 
@@ -70,7 +69,9 @@ async def run_trace(args: argparse.Namespace, settings: Settings, out: TextIO | 
     from shared.topology import Topology
 
     out = out or sys.stdout
-    consumers, archives = _sources(settings)
+    from callback_fanout.sources import archive_sources, consumer_routes
+
+    consumers, archives = consumer_routes(settings), archive_sources(settings)
     topology = Topology(settings.prefix, settings.quorum_initial_group_size)
     notes: list[str] = []
     try:
@@ -98,28 +99,6 @@ async def run_trace(args: argparse.Namespace, settings: Settings, out: TextIO | 
         found.notes = [n for n in found.notes if "not looked in" not in n] + notes
     _print(found, out, as_json=args.json)
     return 0 if found.found else 1
-
-
-def _sources(settings: Settings) -> tuple[list[ConsumerRoutes], list[ArchiveSource]]:
-    """The consumers the workers load (their routes), and the tables of the `archive` ones."""
-    from callback_fanout.tracing import ArchiveSource, ConsumerRoutes
-    from shared.configfile import ConfigFile
-    from workers.builtin.archive import Options as ArchiveOptions
-    from workers.configured import build_configured
-    from workers.loader import consumers_of
-
-    consumers = [
-        ConsumerRoutes(c.spec.name, tuple(c.spec.routes))
-        for c in consumers_of(settings, os.environ)
-    ]
-    archives = []
-    if settings.config is not None:
-        for item in build_configured(ConfigFile.read(settings.config), os.environ):
-            options = item.options
-            if isinstance(options, ArchiveOptions):
-                name = item.consumer.spec.name
-                archives.append(ArchiveSource(name, options.dsn.get_secret_value(), options.table))
-    return consumers, archives
 
 
 def _print(found: Trace, out: TextIO, *, as_json: bool) -> None:

@@ -1,0 +1,1 @@
+"""One module per page: its routes (``routes``) and what it renders."""

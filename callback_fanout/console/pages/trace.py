@@ -1,0 +1,26 @@
+"""``/trace?q=<job id | request id | idempotency key>``: the timeline of `trace`, with a
+link to the parked message where there is one, and its Replay."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from callback_fanout.console.web import OPS, page
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/trace")
+async def trace(request: web.Request) -> web.Response:
+    q = request.query.get("q", "").strip()
+    if not q:
+        return page(request, "trace.html", title="Trace", q="", found=None)
+    found = await request.app[OPS].trace(q)
+    return page(
+        request,
+        "trace.html",
+        http_status=200 if found.found else 404,
+        title=f"Trace {q}",
+        q=q,
+        found=found,
+    )
