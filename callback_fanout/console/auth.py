@@ -164,6 +164,6 @@ class Sessions:
 
     @staticmethod
     def login_csrf_ok(cookie: str | None, presented: str | None) -> bool:
-        if not cookie or not presented:
+        if not cookie or not presented or len(cookie) < 32:
             return False
         return hmac.compare_digest(cookie.encode(), presented.encode())

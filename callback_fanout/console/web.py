@@ -44,6 +44,7 @@ SESSIONS = web.AppKey("sessions", Sessions)
 SAMPLER = web.AppKey("sampler", Sampler)
 METRICS = web.AppKey("metrics", Metrics)
 _TEMPLATES = web.AppKey("templates", jinja2.Environment)
+_SESSION = web.RequestKey("session", Session)
 
 #: No inline script or style, nothing from elsewhere, no framing, forms post here only.
 CSP = (
@@ -163,7 +164,7 @@ async def _signed_in(request: web.Request, handler: Handler) -> web.StreamRespon
         if request.headers.get("HX-Request"):
             raise web.HTTPUnauthorized(text="not signed in", headers={"HX-Redirect": "/login"})
         raise web.HTTPSeeOther("/login?" + urlencode({"next": request.path_qs}))
-    request["session"] = session
+    request[_SESSION] = session
     response = await handler(request)
     if issued is not None:
         set_session_cookie(response, issued, session, request.secure)
@@ -200,8 +201,7 @@ def set_login_cookie(response: web.StreamResponse, nonce: str, secure: bool) -> 
 
 
 def current(request: web.Request) -> Session:
-    session: Session = request["session"]
-    return session
+    return request[_SESSION]
 
 
 async def require_csrf(request: web.Request) -> dict[str, str]:
@@ -219,7 +219,7 @@ def page(
     request: web.Request, template: str, *, http_status: int = 200, **context: Any
 ) -> web.Response:
     """A template rendered as a page (or a fragment: templates starting with ``_``)."""
-    session: Session | None = request.get("session")
+    session = request.get(_SESSION)
     sessions = request.app[SESSIONS]
     context.setdefault("title", "")
     html = (

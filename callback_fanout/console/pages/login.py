@@ -32,7 +32,8 @@ async def login_form(request: web.Request) -> web.Response:
     sessions = request.app[SESSIONS]
     if sessions.open:
         raise redirect("/")
-    nonce = sessions.login_nonce()
+    # one pre-login token for every login form of this browser (several tabs, a reload)
+    nonce = request.cookies.get(LOGIN_COOKIE) or sessions.login_nonce()
     response = page(
         request, "login.html", title="Log in", nonce=nonce, next=_next(request.query.get("next"))
     )
@@ -60,7 +61,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         response = page(
             request,
             "login.html",
-            http_status=401,
+            # a form to try again, not an error of the page (the refusal is counted, logged)
             title="Log in",
             nonce=nonce,
             next=target,

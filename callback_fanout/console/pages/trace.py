@@ -19,7 +19,6 @@ async def trace(request: web.Request) -> web.Response:
     return page(
         request,
         "trace.html",
-        http_status=200 if found.found else 404,
         title=f"Trace {q}",
         q=q,
         found=found,
