@@ -82,8 +82,17 @@ def console_history_dsn() -> Iterator[str]:
 
 
 @pytest.fixture
+def console_config() -> Path | None:
+    """The configuration file of the system and its console (a test module may give one)."""
+    return None
+
+
+@pytest.fixture
 async def console(
-    settings: Settings, broker: BrokerClient, console_history_dsn: str
+    settings: Settings,
+    broker: BrokerClient,
+    console_history_dsn: str,
+    console_config: Path | None,
 ) -> AsyncIterator[Console]:
     console_consumers.HANDLED.clear()
     console_consumers.FAILING["flaky"] = True
@@ -91,6 +100,7 @@ async def console(
         update={
             "consumers": console_consumers.TARGETS,
             "history_dsn": SecretStr(console_history_dsn),
+            "config": console_config,
         }
     )
     broker.track(["thumbs"], chosen.retry_delays)
