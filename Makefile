@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
-.PHONY: help venv run test test-setup lint docs check mutate bench bench-builtins bench-parse soak clean
+.PHONY: help venv run test test-setup lint screenshots docs check mutate bench bench-builtins bench-parse soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -23,13 +23,16 @@ run: venv ## run the whole system (ingress on :8080, router, worker with the log
 test: venv test-setup ## run the test suite against the broker at AMQP_URL (after test-setup)
 	$(PY) -m pytest
 
-test-setup: ## find or install what the tests need: RabbitMQ, PostgreSQL, Redis, prometheus
+test-setup: ## find or install what the tests need: RabbitMQ, PostgreSQL, Redis, prometheus, chromium
 	bash .ci/setup
 
 lint: venv ## ruff and mypy (strict)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+screenshots: venv test-setup ## the console's screenshots in docs/console/, taken by its tests
+	CALLBACK_FANOUT_SCREENSHOTS=docs/console $(PY) -m pytest tests/console -q
 
 docs: venv ## build the documentation into site/ (strict: a broken link or include fails)
 	$(VENV)/bin/mkdocs build --strict --quiet

@@ -63,7 +63,7 @@ def test_the_docs_list_every_setting_and_the_readme_every_command() -> None:
     for name in Settings.model_fields:
         assert f"`{ENV_PREFIX}{name.upper()}`" in page, name
     readme = README.read_text()
-    for command in ("run", "ingress", "router", "worker", "parse", "parked", "status"):
+    for command in ("run", "ingress", "router", "worker", "parse", "parked", "status", "console"):
         assert f"callback-fanout {command}" in readme, command
 
 

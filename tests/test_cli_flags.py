@@ -93,6 +93,7 @@ def test_every_setting_is_read_by_a_known_command() -> None:
         "trace",
         "replay",
         "consumers",
+        "console",
     }
     for name in Settings.model_fields:
         assert read_by(name), name

@@ -23,7 +23,7 @@ from tests.support.promql import (
 )
 
 ROOT = Path(__file__).parent.parent
-APP_SERVICES = ("ingress", "router", "worker")
+APP_SERVICES = ("ingress", "router", "worker", "console")
 #: The ingress replicas: a compose service each, so that each has a spool volume of its own.
 INGRESS_SERVICES = ("ingress", "ingress-2")
 
@@ -192,7 +192,9 @@ def test_prometheus_scrapes_every_replica_admin_port_and_rabbitmq_queue_depths()
     services = compose()["services"]
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    for role in APP_SERVICES:
+    (console,) = jobs["callback-fanout-console"]["dns_sd_configs"]  # its own port
+    assert (console["names"], console["port"]) == (["console"], 8088)
+    for role in ("ingress", "router", "worker"):
         (discovery,) = jobs[f"callback-fanout-{role}"]["dns_sd_configs"]  # one A record a replica
         assert discovery["names"] == (list(INGRESS_SERVICES) if role == "ingress" else [role])
         assert discovery["type"] == "A"
@@ -255,3 +257,12 @@ def test_every_role_exports_its_traces_to_the_tracing_backend_under_its_own_name
         "callback-fanout-worker",
     }
     assert "{trace_id}" in services["worker"]["environment"]["CALLBACK_FANOUT_TRACING_UI_URL"]
+
+
+def test_the_console_is_published_on_loopback_behind_a_required_token() -> None:
+    console = compose()["services"]["console"]
+    assert console["ports"] == ["127.0.0.1:8088:8088"]
+    environment = console["environment"]
+    assert environment["CALLBACK_FANOUT_CONSOLE_TOKEN"].startswith("${FANOUT_CONSOLE_TOKENS:?")
+    urls = environment["CALLBACK_FANOUT_CONSOLE_ROLE_URLS"].split(",")
+    assert urls == [f"http://{name}:8081" for name in ("ingress", "ingress-2", "router", "worker")]

@@ -49,6 +49,7 @@ async def test_prometheus_has_data_for_every_dashboard_and_alert_expression_and_
     )
     broker.track(["steady", "failing"], [0.2])
     port, admin = free_port(), {role: free_port() for role in ("ingress", "router", "worker")}
+    console = free_port()  # the console's own port serves its metrics
     consumers = ("--consumer", "tests.support.observed_consumers")
     spool = ("--spool-dir", str(tmp_path / "spool"))
     roles = [
@@ -59,12 +60,16 @@ async def test_prometheus_has_data_for_every_dashboard_and_alert_expression_and_
         await RoleProcess.start(
             "ingress", settings, "--port", str(port), "--health-port", str(admin["ingress"]), *spool
         ),
+        await RoleProcess.start("console", settings, *consumers, "--console-port", str(console)),
     ]
     prometheus: PrometheusServer | None = None
     try:
         for role_port in admin.values():
             await eventually(partial(_ready, http, role_port), timeout=30, interval=0.1)
+        healthz = f"http://127.0.0.1:{console}/healthz"
+        await eventually(partial(_answers, http, healthz), timeout=30, interval=0.1)
         targets = {f"callback-fanout-{role}": [f"127.0.0.1:{p}"] for role, p in admin.items()}
+        targets["callback-fanout-console"] = [f"127.0.0.1:{console}"]
         targets |= {"rabbitmq": [rabbitmq_metrics], "rabbitmq-queues": [rabbitmq_metrics]}
         prometheus = await PrometheusServer.start(config_for(targets, prefix=settings.prefix))
         await _every_target_up(prometheus)  # scraped once before the flow: rates see it all
@@ -87,6 +92,10 @@ async def test_prometheus_has_data_for_every_dashboard_and_alert_expression_and_
             await prometheus.stop()
         for role in roles:
             await role.close()
+
+
+async def _answers(http: aiohttp.ClientSession, url: str) -> bool:
+    return await status_of(http, url) == 200
 
 
 async def _every_target_up(prometheus: PrometheusServer) -> None:
