@@ -81,3 +81,21 @@ def test_a_malformed_token_is_refused_without_quoting_it(tokens: list[str], said
         sessions(*tokens)
     for token in tokens:  # never the secret itself
         assert token.rpartition("=")[2] not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("asked", "goes"),
+    [
+        ("/parked?job_id=1", "/parked?job_id=1"),
+        ("//evil.example/", "/"),
+        ("/\\evil.example/", "/"),
+        ("https://evil.example/", "/"),
+        (None, "/"),
+    ],
+)
+def test_after_the_login_only_a_path_of_the_console_is_followed(
+    asked: str | None, goes: str
+) -> None:
+    from callback_fanout.console.pages.login import next_path
+
+    assert next_path(asked) == goes

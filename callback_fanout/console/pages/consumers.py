@@ -58,10 +58,20 @@ async def consumer(request: web.Request) -> web.Response:
     return page(request, "consumer.html", title=f"Consumer {name}", **await _view(request, name))
 
 
+async def _known(request: web.Request, name: str) -> None:
+    """404 for a consumer neither configured nor seen by a worker or a pause."""
+    seen = request.app[OPS].specs.keys() | {
+        v.name for v in await request.app[SAMPLER].consumer_views()
+    }
+    if name not in seen:
+        raise web.HTTPNotFound(text=f"no consumer {name!r}")
+
+
 @routes.post("/consumers/{name}/pause")
 async def pause(request: web.Request) -> web.Response:
     form = await require_csrf(request)
     name = request.match_info["name"]
+    await _known(request, name)
     text = form.get("for", "").strip()
     seconds = parse_duration(text) if text else None
     record = await request.app[OPS].pause(current(request).operator, name, seconds)
@@ -74,6 +84,7 @@ async def pause(request: web.Request) -> web.Response:
 async def resume(request: web.Request) -> web.Response:
     await require_csrf(request)
     name = request.match_info["name"]
+    await _known(request, name)
     record = await request.app[OPS].resume(current(request).operator, name)
     await request.app[SAMPLER].sample()
     raise redirect(f"/consumers/{name}", f"resumed {record.consumer}")

@@ -20,9 +20,9 @@ routes = web.RouteTableDef()
 log = get_logger("console")
 
 
-def _next(target: str | None) -> str:
+def next_path(target: str | None) -> str:
     """Where to go after the login: a path of this console only (never another site)."""
-    if not target or not target.startswith("/") or target.startswith("//"):
+    if not target or not target.startswith("/") or target[1:2] in ("/", "\\"):
         return "/"
     return target
 
@@ -34,9 +34,8 @@ async def login_form(request: web.Request) -> web.Response:
         raise redirect("/")
     # one pre-login token for every login form of this browser (several tabs, a reload)
     nonce = request.cookies.get(LOGIN_COOKIE) or sessions.login_nonce()
-    response = page(
-        request, "login.html", title="Log in", nonce=nonce, next=_next(request.query.get("next"))
-    )
+    target = next_path(request.query.get("next"))
+    response = page(request, "login.html", title="Log in", nonce=nonce, next=target)
     set_login_cookie(response, nonce, request.secure)
     return response
 
@@ -46,7 +45,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     sessions = request.app[SESSIONS]
     form = await request.post()
     token, presented, target = (form.get(k) for k in ("token", "csrf", "next"))
-    target = _next(target if isinstance(target, str) else None)
+    target = next_path(target if isinstance(target, str) else None)
     ops = request.app[OPS]
     if not sessions.login_csrf_ok(
         request.cookies.get(LOGIN_COOKIE), presented if isinstance(presented, str) else None
