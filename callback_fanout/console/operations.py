@@ -152,24 +152,17 @@ class Operations:
     ) -> T:
         try:
             done = await run
-        except FanoutError as exc:
-            self.count(action, "refused")
-            log.warning(
-                "console action refused",
+        except Exception as exc:  # a refusal (FanoutError: said to the operator) or a fault
+            outcome = "refused" if isinstance(exc, FanoutError) else "failed"
+            self.count(action, outcome)
+            write = log.warning if outcome == "refused" else log.error
+            error = str(exc) if outcome == "refused" else repr(exc)
+            write(
+                f"console action {outcome}",
                 action=action,
                 operator=operator,
                 **touched,
-                error=str(exc),
-            )
-            raise
-        except Exception as exc:
-            self.count(action, "failed")
-            log.error(
-                "console action failed",
-                action=action,
-                operator=operator,
-                **touched,
-                error=repr(exc),
+                error=error,
             )
             raise
         self.count(action, "done")

@@ -5,10 +5,10 @@ confirmed after a dry run's count."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
-from multidict import MultiMapping
 
 from callback_fanout.console.web import OPS, current, page, redirect, require_csrf
 from callback_fanout.parking import MessageFilter
@@ -88,55 +88,65 @@ async def parked_message(request: web.Request) -> web.Response:
     )
 
 
-def _selection(form: MultiMapping[str]) -> tuple[str, str, list[str] | None]:
-    """What a form asks: the action (replay, purge), the scope (selected, filter) and the
-    selected message ids (None: the whole filter)."""
-    action, _, scope = (form.get("do") or "").partition(":")
+@dataclass(frozen=True)
+class _Asked:
+    """What a Replay or Purge form asks: the queue, the action (replay, purge), the scope
+    (the selected messages, or every one the filter matches), and those messages."""
+
+    queue: str
+    action: str
+    scope: str
+    ids: list[str] | None  # None: the whole filter
+    fields: dict[str, str]  # the filter as typed
+
+    @property
+    def where(self) -> MessageFilter:
+        return _filter(self.fields, self.ids)
+
+
+async def _asked(request: web.Request) -> _Asked:
+    fields = await require_csrf(request)
+    form = await request.post()
+    action, _, scope = str(form.get("do") or "").partition(":")
     if action not in ("replay", "purge") or scope not in ("selected", "filter"):
         raise ConfigError("choose Replay or Purge, for the selected messages or the filter")
-    ids = [i for i in form.getall("id", []) if i] if scope == "selected" else None
-    if ids is not None and not ids:
-        raise ConfigError("no message selected: tick the messages first, or use the filter")
-    return action, scope, ids
+    ids = None
+    if scope == "selected":
+        ids = [i for i in form.getall("id", []) if isinstance(i, str) and i]
+        if not ids:
+            raise ConfigError("no message selected: tick the messages first, or use the filter")
+    return _Asked(_queue(request), action, scope, ids, {k: fields.get(k, "") for k in _FILTERS})
 
 
 @routes.post("/parked/{queue}/confirm")
 async def confirm(request: web.Request) -> web.Response:
     """The dry run: how many messages the action would touch, and a button to do it."""
-    fields = await require_csrf(request)
-    form = await request.post()
-    queue = _queue(request)
-    action, scope, ids = _selection(form)  # type: ignore[arg-type]
-    where = _filter(fields, ids)
-    ops = request.app[OPS]
-    count = await ops.replay_parked(current(request).operator, queue, where, dry_run=True)
+    asked = await _asked(request)
+    operator = current(request).operator
+    count = await request.app[OPS].replay_parked(operator, asked.queue, asked.where, dry_run=True)
     return page(
         request,
         "parked_confirm.html",
-        title=f"{action.capitalize()} from {queue}?",
-        queue=queue,
-        action=action,
-        scope=scope,
-        ids=ids or [],
-        fields={k: fields.get(k, "") for k in _FILTERS},
+        title=f"{asked.action.capitalize()} from {asked.queue}?",
+        queue=asked.queue,
+        action=asked.action,
+        scope=asked.scope,
+        ids=asked.ids or [],
+        fields=asked.fields,
         count=count,
     )
 
 
 @routes.post("/parked/{queue}/do")
 async def act(request: web.Request) -> web.Response:
-    fields = await require_csrf(request)
-    form = await request.post()
-    queue = _queue(request)
-    action, _scope, ids = _selection(form)  # type: ignore[arg-type]
-    where = _filter(fields, ids)
+    asked = await _asked(request)
+    queue, where = asked.queue, asked.where
     ops, operator = request.app[OPS], current(request).operator
-    if action == "replay":
+    if asked.action == "replay":
         count = await ops.replay_parked(operator, queue, where, dry_run=False)
         said = f"replayed {count} from {queue}"
     else:
         count = await ops.purge_parked(operator, queue, where)
         said = f"purged {count} from {queue}"
-    kept: dict[str, Any] = {k: fields.get(k) for k in _FILTERS if fields.get(k)}
-    query = "&".join(f"{k}={v}" for k, v in kept.items())
-    raise redirect(f"/parked/{queue}" + (f"?{query}" if query else ""), said)
+    query = urlencode({k: v for k, v in asked.fields.items() if v})
+    raise redirect(f"/parked/{quote(queue, safe='')}" + (f"?{query}" if query else ""), said)
