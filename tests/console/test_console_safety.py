@@ -126,3 +126,18 @@ async def test_a_consumer_is_paused_and_resumed_with_the_keyboard_alone(
     await page.get_by_role("button", name="Resume").focus()
     await page.keyboard.press("Enter")
     await expect(page.locator("#consumer-state")).to_have_text("running")
+
+
+@pytest.mark.parametrize("path", ["/", "/consumers/thumbs", "/parked", "/trace?q=x", "/replay"])
+async def test_a_phone_sized_screen_needs_no_sideways_scrolling_of_the_page(
+    console: Console, page: Page, path: str
+) -> None:
+    await console.login(page)
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await page.goto(console.url + path)
+    overflow = await page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"{path} is {overflow}px wider than a phone's screen"
+    if path == "/":
+        await console.shot(page, "phone")
