@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import contextvars
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,13 +47,42 @@ class HandedBack(Exception):
     """A message taken but not started when its consumer was held: hand it back."""
 
 
-@dataclass(eq=False)
 class _Taken:
-    """A message in this worker: has any of its events reached its turn?"""
+    """A message in this worker: has any of its events reached its turn? As a context
+    manager, around the message's handling: a message none of whose events started, handed
+    back while the consumer is held, leaves the ``with`` as ``HandedBack``.
 
-    task: asyncio.Task[Any] | None
-    started: bool = False
-    handed_back: bool = False
+    A class with ``__enter__``/``__exit__`` rather than a generator: it is made once per
+    message, and a generator-based context manager costs several times more.
+    """
+
+    __slots__ = ("_hold", "_token", "handed_back", "started", "task")
+
+    def __init__(self, hold: Hold) -> None:
+        self._hold = hold
+        self.task: asyncio.Task[Any] | None = asyncio.current_task()
+        self.started = False
+        self.handed_back = False
+        self._token: contextvars.Token[_Taken | None] | None = None
+
+    def __enter__(self) -> _Taken:
+        self._hold._taken.add(self)
+        self._token = _TAKEN.set(self)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: object, tb: object) -> None:
+        if self._token is not None:
+            _TAKEN.reset(self._token)
+        self._hold._taken.discard(self)
+        if (
+            kind is not None
+            and issubclass(kind, asyncio.CancelledError)
+            and self.handed_back
+            and not self.started
+        ):
+            if self.task is not None:
+                self.task.uncancel()  # handed back, not cut off: the task goes on
+            raise HandedBack from None
 
 
 _TAKEN: contextvars.ContextVar[_Taken | None] = contextvars.ContextVar("taken", default=None)
@@ -91,7 +120,10 @@ class Hold:
     @property
     def held(self) -> bool:
         """Whether it takes no new events now (paused, or its breaker open)."""
-        return self.paused is not None or self.breaker_state is BreakerState.OPEN
+        if self.paused is not None:
+            return True
+        breaker = self.breaker
+        return breaker is not None and breaker.state is BreakerState.OPEN
 
     @property
     def state(self) -> str:
@@ -227,30 +259,21 @@ class Hold:
 
     # -- one message, one event ----------------------------------------------------------
 
-    @contextlib.contextmanager
-    def taking(self) -> Any:
-        """Around one message: a message none of whose events started is handed back when
-        the consumer is held (``HandedBack`` out of the ``with``)."""
-        taken = _Taken(asyncio.current_task())
-        self._taken.add(taken)
-        token = _TAKEN.set(taken)
-        try:
-            yield taken
-        except asyncio.CancelledError:
-            if taken.handed_back and not taken.started:
-                if taken.task is not None:
-                    taken.task.uncancel()  # handed back, not cut off: the task goes on
-                raise HandedBack from None
-            raise
-        finally:
-            _TAKEN.reset(token)
-            self._taken.discard(taken)
+    def taking(self) -> _Taken:
+        """Around one message (``with``): a message none of whose events started is handed
+        back when the consumer is held (``HandedBack`` out of the ``with``)."""
+        return _Taken(self)
 
-    @contextlib.asynccontextmanager
-    async def turn(self, slots: asyncio.Semaphore) -> AsyncIterator[None]:
-        """One event's turn: the consumer not held (half-open: the one trial), a free slot
-        of its concurrency, then its rate budget."""
-        taken = _TAKEN.get()
+    async def turn(self, slots: asyncio.Semaphore) -> None:
+        """Wait for one event's turn: the consumer not held (half-open: the one trial), a
+        free slot of its concurrency, then its rate budget. The caller holds one of
+        ``slots`` once this returns and releases it when the event is done; nothing is held
+        when this raises.
+
+        A coroutine and a ``try``/``finally`` at the caller rather than an async context
+        manager: it runs once per event, and with nothing holding the consumer (no pause,
+        no breaker, no rate limit) it is two checks and the semaphore.
+        """
         while True:
             while not self._passable():
                 await self._changed.wait()
@@ -258,21 +281,30 @@ class Hold:
             if self._passable():
                 break
             slots.release()
-        try:
-            if taken is not None:
-                taken.started = True
-            if self.breaker_state is BreakerState.HALF_OPEN:
-                self._trial_taken = True
-            if self.limiter is not None:
-                await self.limiter.wait()
-            yield
-        finally:
-            slots.release()
+        taken = _TAKEN.get()
+        if taken is not None:
+            taken.started = True
+        breaker = self.breaker
+        if breaker is not None and breaker.state is BreakerState.HALF_OPEN:
+            self._trial_taken = True
+        limiter = self.limiter
+        if limiter is not None:
+            try:
+                await limiter.wait()
+            except BaseException:
+                slots.release()
+                raise
 
     def _passable(self) -> bool:
-        if self.held:
+        if self.paused is not None:
             return False
-        return not (self.breaker_state is BreakerState.HALF_OPEN and self._trial_taken)
+        breaker = self.breaker
+        if breaker is None:
+            return True
+        state = breaker.state
+        if state is BreakerState.OPEN:
+            return False
+        return not (state is BreakerState.HALF_OPEN and self._trial_taken)
 
     def settled(self, outcome: Outcome) -> None:
         """Tell the breaker how an event went (only a handler's run counts)."""
