@@ -8,6 +8,7 @@ import asyncio
 import re
 
 import pytest
+import structlog
 from playwright.async_api import Page, expect
 
 from tests.console.conftest import Console
@@ -122,8 +123,15 @@ async def test_pause_then_resume_from_the_consumer_page_holds_then_delivers(
     await console.login(page)
     await page.goto(console.url + "/consumers/thumbs")
     await expect(page.locator("#consumer-state")).to_have_text("running", timeout=10_000)
-    await page.get_by_role("button", name="Pause").click()
-    await expect(page.get_by_role("status")).to_have_text("paused thumbs until resumed")
+    with structlog.testing.capture_logs() as logs:
+        await page.get_by_role("button", name="Pause").click()
+        await expect(page.get_by_role("status")).to_have_text("paused thumbs until resumed")
+    # the action said once, with who and what, and counted
+    said = [e for e in logs if e["event"] == "console action"]
+    assert [(e["action"], e["operator"], e["consumer"]) for e in said] == [
+        ("pause", "oncall", "thumbs")
+    ]
+    assert {e.get("by") for e in logs if e["event"] == "consumer paused"} == {"oncall"}
     await expect(page.locator("#consumer-state")).to_have_text("paused")
     await asyncio.sleep(2.5)  # every worker replica stops taking within 2 s
     for i in range(4):
@@ -139,6 +147,10 @@ async def test_pause_then_resume_from_the_consumer_page_holds_then_delivers(
     await eventually(lambda: len(console_consumers.HANDLED) == 4, timeout=15)
     assert sorted(console_consumers.HANDLED) == [(f"held-{i}", 1) for i in range(4)]
     assert await console.broker.count(console.queue("thumbs")) == 0
+    metrics = await (await page.request.get(console.url + "/metrics")).text()
+    for action in ("pause", "resume"):
+        line = f'callback_fanout_console_actions_total{{action="{action}",outcome="done"}} 1.0'
+        assert line in metrics
 
 
 async def test_the_trace_of_a_job_retried_then_parked_links_to_its_parked_message(
