@@ -2,6 +2,13 @@
 
     python bench/history_bench.py                  # 3 rounds of 6000 events each way
     python bench/history_bench.py --events 3000 --rounds 3
+    python bench/history_bench.py --events 10000 --rounds 6 --pin --btree
+
+``--pin`` puts this process (the worker) alone on the first core and every thread of the
+broker (``beam.smp``) and of the PostgreSQL server on the others, for the run (root, Linux;
+every thread of theirs is given all cores again at the end); ``--btree`` adds a third
+variant, history on with the table's lookup indexes as B-trees (as they were before they
+became hash indexes), in a database of its own, in the same rounds.
 
 Each round fills a no-op consumer's queue with distinct events (the OCR seed under other job
 ids, as the router publishes them: ``bench/builtins_bench.py``'s), then drains it with one
@@ -12,7 +19,8 @@ alternates round by round, so the neighbours' noise falls on both alike; the med
 reported. Events/s is the wall clock from the first handled event to the last; the worker's
 CPU per event counts from its start until the history has written (or dropped) every
 outcome, so the history's whole cost is in it; the database's server CPU per event is
-reported apart.
+reported apart. The worker runs with the collector tuned as the worker command tunes it
+(``shared.gctuning``).
 
 Then the size of what was written: ``pg_total_relation_size`` of the history table (its
 indexes included) over its row count, and the heap and the indexes apart: the bytes an
@@ -23,11 +31,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import secrets
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,7 +64,8 @@ from bench.builtins_bench import (  # noqa: E402
     spec_of,
 )
 from shared.callbacks import CallbackEvent  # noqa: E402
-from shared.history import TABLE  # noqa: E402
+from shared.gctuning import tune_collector  # noqa: E402
+from shared.history import TABLE, create_table_sql  # noqa: E402
 from shared.logs import configure_logging  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from shared.wire.events import entries_of  # noqa: E402
@@ -66,6 +77,9 @@ from workers.runtime.worker import WorkerService  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 CONCURRENCY = 64
 VARIANTS = ("history off", "history on")
+BTREE = "history on, B-tree indexes"
+#: The processes ``--pin`` moves off the worker's core (``/proc/<pid>/comm``).
+BESIDE = ("beam.smp", "postgres")
 
 
 @dataclass(frozen=True)
@@ -75,6 +89,59 @@ class Round:
     database_us: float | None
     written: int
     dropped: int
+
+
+def _threads_of(names: tuple[str, ...]) -> list[int]:
+    """Every thread of every process whose command is one of ``names``."""
+    found: list[int] = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() not in names:
+                continue
+            found += [int(t.name) for t in (comm.parent / "task").iterdir()]
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
+def _set_affinity(threads: list[int], cores: set[int]) -> None:
+    for tid in threads:
+        try:
+            os.sched_setaffinity(tid, cores)
+        except OSError:
+            continue  # gone meanwhile
+
+
+@contextlib.contextmanager
+def pinned(on: bool) -> Iterator[str | None]:
+    """With ``on``: this process on the first core, the broker and PostgreSQL (every thread;
+    the backends they fork inherit it) on the others, until the end, when every thread of
+    theirs (those born meanwhile too) is given every core again. What was done, or None."""
+    cores = sorted(os.sched_getaffinity(0))
+    if not on or len(cores) < 2:
+        yield None
+        return
+    mine, beside = {cores[0]}, set(cores[1:])
+    everything = set(range(os.cpu_count() or len(cores)))
+    before = os.sched_getaffinity(0)
+    _set_affinity(_threads_of(BESIDE), beside)
+    os.sched_setaffinity(0, mine)
+    try:
+        others = ", ".join(str(c) for c in sorted(beside))
+        yield f"worker on CPU {cores[0]}, broker and PostgreSQL on CPU {others}"
+    finally:
+        os.sched_setaffinity(0, before)
+        _set_affinity(_threads_of(BESIDE), everything)
+
+
+async def _btree_table(dsn: str) -> None:
+    """The history table with its lookup indexes as B-trees (before they were hash)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        for statement in create_table_sql():
+            await connection.execute(statement.replace(" USING hash ", " "))
+    finally:
+        await connection.close()
 
 
 def _noop(name: str) -> LoadedConsumer:
@@ -185,33 +252,50 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         log_level="warning",
     )
     configure_logging(settings)
+    tune_collector()  # as the worker command does
     server_dsn = args.pg_dsn
-    database = f"cf_bench_history_{secrets.token_hex(4)}"
-    dsn = f"{server_dsn.rpartition('/')[0]}/{database}"
-    await _admin(server_dsn, f'CREATE DATABASE "{database}"')
-    rounds: dict[str, list[Round]] = {v: [] for v in VARIANTS}
+    base = server_dsn.rpartition("/")[0]
+    stem = f"cf_bench_history_{secrets.token_hex(4)}"
+    dsns = {"history off": None, "history on": f"{base}/{stem}"}
+    if args.btree:
+        dsns[BTREE] = f"{base}/{stem}_btree"
+    variants = tuple(dsns)
+    rounds: dict[str, list[Round]] = {v: [] for v in variants}
+    sizes: dict[str, dict[str, float]] = {}
     offset = 0
+    created: list[str] = []
     try:
-        for i in range(args.rounds):
-            order = VARIANTS if i % 2 == 0 else VARIANTS[::-1]
-            for variant in order:
-                done = await drain(
-                    settings, args.events, offset, dsn if variant == "history on" else None
-                )
-                offset += args.events
-                rounds[variant].append(done)
-                print(f"  {variant}: {done}", file=sys.stderr)
-        size = await row_size(dsn)
-        cost = await row_cost(dsn)
+        for name in (d.rpartition("/")[2] for d in dsns.values() if d is not None):
+            await _admin(server_dsn, f'CREATE DATABASE "{name}"')
+            created.append(name)
+        if args.btree:
+            await _btree_table(f"{base}/{stem}_btree")
+        with pinned(args.pin) as where:
+            if where:
+                print(f"  pinned: {where}", file=sys.stderr)
+            for i in range(args.rounds):
+                order = variants[i % len(variants) :] + variants[: i % len(variants)]
+                for variant in order:
+                    done = await drain(settings, args.events, offset, dsns[variant])
+                    offset += args.events
+                    rounds[variant].append(done)
+                    print(f"  {variant}: {done}", file=sys.stderr)
+        for variant, written_to in dsns.items():
+            if written_to is not None:
+                sizes[variant] = await row_size(written_to)
+        cost = await row_cost(f"{base}/{stem}")
     finally:
         await delete_all(settings, ["noop-history"])
-        await _admin(server_dsn, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        for name in created:
+            await _admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{_cpu_model()}, {os.cpu_count()} cores",
         "events_per_round": args.events,
+        "pinned": where,
         "rounds": {v: [asdict(r) for r in done] for v, done in rounds.items()},
-        "row_size": size,
+        "row_size": sizes["history on"],
+        "row_sizes": sizes,
         "row_cost": cost,
     }
 
@@ -231,7 +315,7 @@ def table(result: dict[str, Any]) -> str:
         database = [r["database_us"] for r in done if r["database_us"] is not None]
         kept = (
             f"{sum(r['written'] for r in done):,} / {sum(r['dropped'] for r in done):,}"
-            if variant == "history on"
+            if variant != "history off"
             else "-"
         )
         lines.append(
@@ -239,24 +323,51 @@ def table(result: dict[str, Any]) -> str:
             f"| {_median([r['worker_us'] for r in done]):,.0f} "
             f"| {f'{_median(database):,.0f}' if database else '-'} | {kept} |"
         )
-    off = _median([r["rate"] for r in result["rounds"]["history off"]])
-    on = _median([r["rate"] for r in result["rounds"]["history on"]])
-    size, cost = result["row_size"], result["row_cost"]
-    lines += [
-        "",
-        f"History on: {on / off:.1%} of history off's events/s (median rounds)." if off else "",
-        f"Bytes per outcome row: {size['bytes_per_row']:,.0f} "
-        f"(heap {size['heap_bytes_per_row']:,.0f}, indexes {size['index_bytes_per_row']:,.0f}; "
-        f"{size['rows']:,} rows, {size['total_bytes'] / 1e6:,.1f} MB).",
+    done_off = result["rounds"]["history off"]
+    off = _median([r["rate"] for r in done_off])
+    lines.append("")
+    if result.get("pinned"):
+        lines.append(f"Pinned: {result['pinned']}.")
+    for variant, done in result["rounds"].items():
+        if variant == "history off" or not off:
+            continue
+        # each round against the history-off drain of the same round
+        paired = [r["rate"] / o["rate"] for r, o in zip(done, done_off, strict=False) if o["rate"]]
+        cpu = [r["worker_us"] / o["worker_us"] for r, o in zip(done, done_off, strict=False)]
+        lines.append(
+            f"{variant}: {_median([r['rate'] for r in done]) / off:.1%} of history off's "
+            f"events/s (median rounds); round by round {_median(paired):.1%} "
+            f"({', '.join(f'{p:.0%}' for p in paired)}); worker CPU per event "
+            f"{_median(cpu):.2f}x history off's (median of the rounds' ratios)."
+        )
+    sizes = result.get("row_sizes") or {"history on": result["row_size"]}
+    for variant, size in sizes.items():
+        lines.append(
+            f"Bytes per outcome row, {variant}: {size['bytes_per_row']:,.0f} "
+            f"(heap {size['heap_bytes_per_row']:,.0f}, indexes {size['index_bytes_per_row']:,.0f}; "
+            f"{size['rows']:,} rows, {size['total_bytes'] / 1e6:,.1f} MB)."
+        )
+    cost = result["row_cost"]
+    lines.append(
         f"Worker CPU per outcome, the history alone: record() {cost['record_us']:.1f} µs, "
-        f"the batched COPY {cost['write_us']:.1f} µs.",
-    ]
+        f"the batched COPY {cost['write_us']:.1f} µs."
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = drain_parser(__doc__, "history", 6000)
     pg_argument(parser)
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the worker alone on the first core, the broker and PostgreSQL on the others",
+    )
+    parser.add_argument(
+        "--btree",
+        action="store_true",
+        help="also history on with the lookup indexes as B-trees (as before), same rounds",
+    )
     args = parser.parse_args(argv)
     return run_and_report(run(args), table, "history", write_json=args.json)
 

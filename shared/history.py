@@ -9,8 +9,10 @@ One row is one decision about one event in one consumer: ``handled``, ``retried`
 timeout on the last attempt is ``parked``, its reason saying so) or ``filtered`` (the
 consumer's filter refused it). ``prefix`` keeps the
 deployments that share a database apart. No primary key: rows are looked up by job id,
-request id or idempotency key (an index each) and removed by age (a BRIN index on ``at``,
-a few pages for millions of rows).
+request id or idempotency key (a hash index each: ``trace`` asks for equality only, and a
+hash index costs the database about half a B-tree's CPU per row written, and less room,
+``docs/bench.md``) and removed by age (a BRIN index on ``at``, a few pages for millions of
+rows).
 """
 
 from __future__ import annotations
@@ -113,9 +115,9 @@ def create_table_sql(table: str = TABLE) -> list[str]:
             token_name text,
             trace_id text
         )""",
-        f"CREATE INDEX IF NOT EXISTS {table}_job_id_idx ON {table} (job_id)",
-        f"CREATE INDEX IF NOT EXISTS {table}_request_id_idx ON {table} (request_id)",
-        f"CREATE INDEX IF NOT EXISTS {table}_key_idx ON {table} (idempotency_key)",
+        f"CREATE INDEX IF NOT EXISTS {table}_job_id_idx ON {table} USING hash (job_id)",
+        f"CREATE INDEX IF NOT EXISTS {table}_request_id_idx ON {table} USING hash (request_id)",
+        f"CREATE INDEX IF NOT EXISTS {table}_key_idx ON {table} USING hash (idempotency_key)",
         f"CREATE INDEX IF NOT EXISTS {table}_at_idx ON {table} USING brin (at)",
     ]
 
