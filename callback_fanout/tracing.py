@@ -13,7 +13,6 @@ It returns data and prints nothing: the command renders it, and the web console 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -363,20 +362,10 @@ async def _parked(
                 str(headers.get(IDEMPOTENCY_KEY, "")) in keys
                 or str(headers.get(REQUEST_ID, "")) == id
                 or message.message.message_id == id
-                or (_may_hold(message.message.body, jobs) and jobs.intersection(message.job_ids))
+                or (message.may_hold(*jobs) and jobs.intersection(message.job_ids))
             ):
                 found.append(message)
     return found
-
-
-#: Characters a body holds as they are, in JSON and in XML alike.
-_PLAIN = re.compile(r"[A-Za-z0-9._:-]+")
-
-
-def _may_hold(body: bytes, ids: set[str]) -> bool:
-    """False only when none of ``ids`` can be in ``body``: an id of plain characters is
-    written as it is, so its absence from the bytes says so without decoding the body."""
-    return any(not _PLAIN.fullmatch(i) or i.encode() in body for i in ids)
 
 
 def _whereabouts(
