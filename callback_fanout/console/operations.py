@@ -126,8 +126,8 @@ class Operations:
         """`parked show`, looking at the first ``window`` messages of the queue at most."""
         return await self.parking.show(queue, where, limit, window)
 
-    async def trace(self, id: str, *, window: int = 500) -> Trace:
-        """`trace ID`."""
+    async def trace(self, id: str, *, window: int) -> Trace:
+        """`trace ID --window N`."""
         dsn = self.settings.history_dsn
         return await trace(
             id,

@@ -32,11 +32,13 @@ __all__ = [
     "OPS",
     "SAMPLER",
     "SESSIONS",
+    "WINDOW",
     "current",
     "make_app",
     "page",
     "redirect",
     "require_csrf",
+    "window_of",
 ]
 
 OPS = web.AppKey("ops", Operations)
@@ -236,6 +238,21 @@ def page(
         )
     )
     return web.Response(text=html, content_type="text/html", charset="utf-8", status=http_status)
+
+
+#: Messages a page looks at in a queue unless asked for more (``?window=N``, up to
+#: :data:`MAX_WINDOW`): a page reads a bounded window, never the whole queue, and 200
+#: messages read in well under 200 ms even with thousands parked (docs/bench.md).
+WINDOW = 200
+MAX_WINDOW = 10_000
+
+
+def window_of(request: web.Request) -> int:
+    """The window a page was asked to look at (``?window=N``), else :data:`WINDOW`."""
+    text = request.query.get("window", "")
+    if not text.isdigit():
+        return WINDOW
+    return max(1, min(int(text), MAX_WINDOW))
 
 
 def redirect(location: str, said: str | None = None) -> web.HTTPSeeOther:

@@ -177,3 +177,18 @@ async def _reloaded_count(page: Page, rows: object, n: int) -> bool:
     """The history is written in batches: reload until the page shows ``n`` rows."""
     await page.reload()
     return await page.locator("table.timeline tr.step-attempt").count() >= n
+
+
+async def test_a_parked_page_reads_a_bounded_window_and_offers_a_wider_one(
+    console: Console, page: Page
+) -> None:
+    for job in ("window-a", "window-b", "window-c"):
+        await _parked_job(console, job)
+    await console.login(page)
+    await page.goto(f"{console.url}/parked/{console.dead('flaky')}?window=2")
+    rows = page.locator("table.parked tbody tr[data-message]")
+    await expect(rows).to_have_count(2)  # the first two of the queue only
+    await expect(page.locator("p.count")).to_contain_text("among the first 2 of the queue")
+    await page.get_by_role("link", name="look at the first 10").click()
+    await expect(rows).to_have_count(3)
+    assert await console.broker.count(console.dead("flaky")) == 3  # looking took nothing

@@ -10,16 +10,14 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from callback_fanout.console.web import OPS, current, page, redirect, require_csrf
+from callback_fanout.console.web import OPS, current, page, redirect, require_csrf, window_of
 from callback_fanout.parking import MessageFilter
 from shared.errors import ConfigError
 
 routes = web.RouteTableDef()
 
-#: Messages a page lists at most, and messages of the queue it looks at at most: a page
-#: reads a bounded window, never the whole queue.
+#: Messages a page lists at most.
 PAGE_LIMIT = 50
-WINDOW = 500
 _FILTERS = ("routing_key", "job_id", "reason")
 
 
@@ -52,7 +50,8 @@ async def parked_queue(request: web.Request) -> web.Response:
     ops = request.app[OPS]
     queue = _queue(request)
     fields = {k: request.query.get(k, "") for k in _FILTERS}
-    shown = await ops.parked(queue, _filter(fields), limit=PAGE_LIMIT, window=WINDOW)
+    window = window_of(request)
+    shown = await ops.parked(queue, _filter(fields), limit=PAGE_LIMIT, window=window)
     total = (await ops.parked_counts()).get(queue)
     return page(
         request,
@@ -63,7 +62,8 @@ async def parked_queue(request: web.Request) -> web.Response:
         rows=[(p, p.as_dict(with_body=False)) for p in shown],
         total=total,
         limit=PAGE_LIMIT,
-        window=WINDOW,
+        window=window,
+        wider=min(window * 5, 10_000),
     )
 
 
@@ -73,10 +73,12 @@ async def parked_message(request: web.Request) -> web.Response:
     queue = _queue(request)
     message_id = request.match_info["message_id"]
     where = MessageFilter(message_ids=frozenset([message_id]))
-    found = await ops.parked(queue, where, limit=1, window=WINDOW)
+    window = window_of(request)
+    found = await ops.parked(queue, where, limit=1, window=window)
     if not found:
         raise web.HTTPNotFound(
-            text=f"no message {message_id!r} among the first {WINDOW} of {queue}"
+            text=f"no message {message_id!r} among the first {window} of {queue} "
+            f"(?window=N looks further)"
         )
     return page(
         request,

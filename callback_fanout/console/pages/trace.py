@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from callback_fanout.console.web import OPS, page
+from callback_fanout.console.web import OPS, page, window_of
 
 routes = web.RouteTableDef()
 
@@ -15,11 +15,15 @@ async def trace(request: web.Request) -> web.Response:
     q = request.query.get("q", "").strip()
     if not q:
         return page(request, "trace.html", title="Trace", q="", found=None)
-    found = await request.app[OPS].trace(q)
+    window = window_of(request)
+    found = await request.app[OPS].trace(q, window=window)
     return page(
         request,
         "trace.html",
         title=f"Trace {q}",
         q=q,
         found=found,
+        window=window,
+        wider=min(window * 5, 10_000),
+        cut=any("only the first" in note for note in found.notes),
     )
