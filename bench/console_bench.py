@@ -20,7 +20,7 @@ bounded window of the queue, never the whole of it.
    publishes them) published, confirmed, to ``bench``'s dead queue with the headers the
    worker's runtime parks them with (``workers.runtime.handling.parked_headers``: attempts,
    the last error, the consumer, when), reasons and times varied. The known jobs sit at
-   positions 0, 250, 490, 5,000 and the last of the queue.
+   positions 0, 150, 190, 490, 5,000 and the last of the queue.
 3. **Console**: ``ConsoleService`` in this process (the command's sampler interval, 5 s),
    with the history's DSN and a console token: the benchmark logs in as an operator does
    (``GET /login`` for the form's CSRF and the pre-login cookie, ``POST /login`` with the
@@ -90,7 +90,7 @@ from workers.runtime.handling import Outcome, parked_headers  # noqa: E402
 #: The consumer whose dead queue is filled.
 PARKED_CONSUMER = "bench"
 #: Where the known jobs sit in the dead queue (the last one is added: ``parked - 1``).
-KNOWN_POSITIONS = (0, 250, 490, 5000)
+KNOWN_POSITIONS = (0, 150, 190, 490, 5000)
 #: A job id no history row or parked message names.
 UNKNOWN = "a3c193f288b2c11eeb60f39de2fffffff"
 #: The console token the benchmark logs in with (``NAME=SECRET``).
@@ -374,7 +374,9 @@ async def time_page(
     return [await one() for _ in range(requests)]
 
 
-def pages(dead: str, message_id: str, job: str, traced: str) -> list[tuple[str, str]]:
+def pages(dead: str, message_id: str, job: str, traced: str, far: str) -> list[tuple[str, str]]:
+    """The pages timed: each as an operator opens it (the console's window, 200 messages of a
+    queue), then a job beyond it, looked for in a window asked for (``?window=1000``)."""
     return [
         ("overview", "/"),
         ("overview, live part", "/overview/live"),
@@ -382,10 +384,15 @@ def pages(dead: str, message_id: str, job: str, traced: str) -> list[tuple[str, 
         ("parked, all queues", "/parked"),
         ("parked queue (first 50)", f"/parked/{quote(dead)}"),
         ("parked queue, by job id", f"/parked/{quote(dead)}?job_id={job}"),
-        ("parked message (#491)", f"/parked/{quote(dead)}/{quote(message_id)}"),
+        ("parked message (#191)", f"/parked/{quote(dead)}/{quote(message_id)}"),
         ("trace, known job", f"/trace?q={traced}"),
         ("trace, unknown id", f"/trace?q={UNKNOWN}"),
         ("replay", "/replay"),
+        (
+            "parked queue, job at #490, ?window=1000",
+            f"/parked/{quote(dead)}?job_id={far}&window=1000",
+        ),
+        ("trace, job at #490, ?window=1000", f"/trace?q={far}&window=1000"),
     ]
 
 
@@ -483,15 +490,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         service = ConsoleService(settings, interval=args.interval)
         await service.start()
         base = f"http://127.0.0.1:{service.bound_port}"
-        window_pick = min(490, n - 1)
-        message_id = published[window_pick]
+        message_id = published[min(191, n - 1)]
         assert message_id is not None
-        traced = jobs[1 % len(jobs)]  # parked at 250: in the window the pages read
+        traced = jobs[1 % len(jobs)]  # parked at 150: in the window the pages read
+        far = jobs[3 % len(jobs)]  # parked at 490: beyond it
         timings: list[Timing] = []
         jar = aiohttp.CookieJar(unsafe=True)  # cookies of 127.0.0.1
         async with aiohttp.ClientSession(cookie_jar=jar) as session:
             await log_in(session, base)
-            for page, path in pages(dead, message_id, traced, traced):
+            for page, path in pages(dead, message_id, traced, traced, far):
                 print(f"  {page}: {path}", file=sys.stderr)
                 samples = await time_page(session, base, path, args.warmup, args.requests)
                 timings.append(Timing(page, path, samples))
