@@ -68,6 +68,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["age"] = _age
     env.filters["when"] = _when
+    env.filters["clock"] = _clock
     env.filters["number"] = _number
     env.filters["rate"] = _rate
     env.filters["seconds"] = _seconds
@@ -284,6 +285,13 @@ def _when(value: datetime | float | str | None) -> str:
     if not isinstance(value, datetime):
         value = datetime.fromtimestamp(value, UTC)
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _clock(value: str | None) -> str:
+    """An ISO time as a timeline shows it, to the millisecond (its column says UTC)."""
+    if not value:
+        return ""
+    return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _number(value: int | float | None) -> str:
