@@ -4,6 +4,7 @@ every text escaped by the templates)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import aio_pika
 import jinja2
 from aiohttp import web
 from markupsafe import Markup
@@ -22,7 +24,7 @@ from callback_fanout.console.charts import sparkline
 from callback_fanout.console.operations import Operations
 from callback_fanout.console.sampler import Sampler
 from callback_fanout.tables import role_answer, row_state, short_name
-from shared.errors import FanoutError
+from shared.errors import ConfigError, FanoutError
 from shared.metrics import CONTENT_TYPE, Metrics, render
 from shared.settings import mask_url
 
@@ -53,6 +55,8 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+#: Seconds a page may take before it says the broker did not answer.
+PAGE_SECONDS = 10.0
 #: Paths served without a session.
 _PUBLIC = ("/login", "/static/", "/healthz", "/metrics")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -137,16 +141,20 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """What the broker or a database refused, said on a page of its own (the operator reads
     the message; nothing is hidden behind a 500)."""
     try:
-        return await handler(request)
+        if request.method != "GET":  # an action may take long (a replay at a set rate)
+            return await handler(request)
+        async with asyncio.timeout(PAGE_SECONDS):  # a page never hangs on a broker away
+            return await handler(request)
     except FanoutError as exc:
         return page(
             request, "error.html", http_status=_status_of(exc), title="Error", error=str(exc)
         )
+    except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError) as exc:
+        error = f"the broker did not answer ({type(exc).__name__}); try again in a moment"
+        return page(request, "error.html", http_status=503, title="Error", error=error)
 
 
 def _status_of(exc: FanoutError) -> int:
-    from shared.errors import ConfigError
-
     return 400 if isinstance(exc, ConfigError) else 503
 
 
