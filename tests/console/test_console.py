@@ -141,6 +141,9 @@ async def test_pause_then_resume_from_the_consumer_page_holds_then_delivers(
     assert console_consumers.HANDLED == []  # held in the queue, not handled
     await page.reload()
     await expect(page.locator("#consumer-ready")).to_have_text("4")
+    policy = page.locator("section[aria-labelledby='policy-h']")
+    await expect(policy).to_contain_text("code = Success or 0")
+    await expect(policy).to_contain_text("0.2 s, 0.4 s")
     await console.shot(page, "consumer")
     await page.get_by_role("button", name="Resume").click()
     await expect(page.get_by_role("status")).to_have_text("resumed thumbs")

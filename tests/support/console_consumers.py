@@ -1,5 +1,6 @@
 """The consumers of the console's tests, loaded by name (``--consumer``) as an operator's
-would be, so the console sees their policy: ``thumbs`` handles every event, ``flaky`` fails
+would be, so the console sees their policy: ``thumbs`` handles every successful job's event
+(a filter), ``flaky`` fails
 while :data:`FAILING` says so (then its events are retried once and parked)."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ NAMES = ("thumbs", "flaky")
 TARGETS = [f"{__name__}:{name}" for name in NAMES]
 
 
-@consumer(name="thumbs", routes=["#"], concurrency=4)
+@consumer(name="thumbs", routes=["#"], concurrency=4, filter={"code": ["Success", "0"]})
 async def thumbs(event: CallbackEvent, delivery: Delivery) -> None:
     HANDLED.append((event.job_id, delivery.attempt))
 
