@@ -359,6 +359,12 @@ class Settings(BaseSettings):
         "name is logged with every action taken (none: the console is open, on loopback only).",
         json_schema_extra=_read_by("console"),
     )
+    console_token_file: Path | None = Field(
+        None,
+        description="File of NAME=SECRET lines (a Docker secret), read at start; its tokens "
+        "add to `console_token`.",
+        json_schema_extra=_read_by("console"),
+    )
     console_session: float = Field(
         12 * 3600.0,
         gt=0,

@@ -259,10 +259,13 @@ def test_every_role_exports_its_traces_to_the_tracing_backend_under_its_own_name
     assert "{trace_id}" in services["worker"]["environment"]["CALLBACK_FANOUT_TRACING_UI_URL"]
 
 
-def test_the_console_is_published_on_loopback_behind_a_required_token() -> None:
+def test_the_console_is_published_on_loopback_behind_tokens_from_a_secret() -> None:
     console = compose()["services"]["console"]
     assert console["ports"] == ["127.0.0.1:8088:8088"]
     environment = console["environment"]
-    assert environment["CALLBACK_FANOUT_CONSOLE_TOKEN"].startswith("${FANOUT_CONSOLE_TOKENS:?")
+    secret = environment["CALLBACK_FANOUT_CONSOLE_TOKEN_FILE"]  # a Docker secret, a file
+    assert secret == "/run/secrets/fanout_console_tokens"
+    assert console["secrets"] == ["fanout_console_tokens"]
+    assert compose()["secrets"]["fanout_console_tokens"] == {"environment": "FANOUT_CONSOLE_TOKENS"}
     urls = environment["CALLBACK_FANOUT_CONSOLE_ROLE_URLS"].split(",")
     assert urls == [f"http://{name}:8081" for name in ("ingress", "ingress-2", "router", "worker")]

@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ingress.auth import NamedToken, parse_token
+from ingress.auth import NamedToken, parse_token, read_token_file
 from shared.errors import ConfigError
 from shared.settings import Settings
 
@@ -90,13 +90,16 @@ class Sessions:
             parse_token(t.get_secret_value(), f"console token #{i}")
             for i, t in enumerate(settings.console_token, 1)
         ]
+        if settings.console_token_file is not None:
+            tokens += read_token_file(settings.console_token_file)
         names = [t.name for t in tokens]
         if len(set(names)) != len(names):
             raise ConfigError("console tokens: each name may be given once")
         if not tokens and not is_loopback(settings.console_host):
             raise ConfigError(
                 f"the console listens on {settings.console_host} but has no console token: "
-                "give --console-token NAME=SECRET, or listen on 127.0.0.1"
+                "give --console-token NAME=SECRET (or --console-token-file), or listen on "
+                "127.0.0.1"
             )
         return cls(tokens, settings.console_session)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import SecretStr
 
@@ -56,6 +58,17 @@ def test_csrf_tokens_belong_to_their_session() -> None:
     assert both.login_csrf_ok(nonce, nonce)
     assert not both.login_csrf_ok(nonce, both.login_nonce())
     assert not both.login_csrf_ok(None, nonce)
+
+
+def test_a_token_file_adds_its_tokens(tmp_path: Path) -> None:
+    tokens = tmp_path / "console_tokens"
+    tokens.write_text("# rotation: the old one goes next week\ncarol=cccccccccccccccc-3\n")
+    settings = Settings.load(console_token=[SecretStr(A)], console_token_file=tokens)
+    both = Sessions.from_settings(settings)
+    assert sorted(both.names) == ["alice", "carol"]
+    signed = both.login("cccccccccccccccc-3")
+    assert signed is not None
+    assert signed[0].operator == "carol"
 
 
 def test_without_a_token_the_console_is_open_on_loopback_only() -> None:
