@@ -36,6 +36,7 @@ __all__ = [
     "SESSIONS",
     "WINDOW",
     "current",
+    "environment",
     "make_app",
     "page",
     "redirect",
@@ -62,7 +63,8 @@ _PUBLIC = ("/login", "/static/", "/healthz", "/metrics")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _environment() -> jinja2.Environment:
+def environment() -> jinja2.Environment:
+    """The pages' templates, escaping everything, with the console's filters."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("callback_fanout.console", "templates"),
         autoescape=True,
@@ -97,7 +99,7 @@ def make_app(
     app[SESSIONS] = sessions
     app[SAMPLER] = sampler
     app[METRICS] = metrics
-    app[_TEMPLATES] = _environment()
+    app[_TEMPLATES] = environment()
     for module in (login, overview, consumers, parked, trace, replay):
         app.add_routes(module.routes)
     app.router.add_get("/healthz", _healthz)
