@@ -27,7 +27,7 @@ from aio_pika.abc import (
 
 from shared import otel
 from shared.alarms import BrokerAlarm
-from shared.amqp import within
+from shared.amqp import connect, within
 from shared.logs import get_logger
 from shared.metrics import Metrics
 from shared.service import ConsumingRole
@@ -304,7 +304,9 @@ class WorkerService(ConsumingRole):
         await super().start()
 
     async def _consume(self, connection: AbstractRobustConnection) -> None:
-        await self.control.start(connection)  # the holds set before anything is consumed
+        # the holds set before anything is consumed, on a connection of the control's own
+        own = await connect(self.settings, role="worker-control", stop=self._stop)
+        await self.control.start(own)
         for runner in self.runners:
             await runner.start(connection)
 
