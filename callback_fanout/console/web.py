@@ -41,6 +41,7 @@ __all__ = [
     "page",
     "redirect",
     "require_csrf",
+    "wider",
     "window_of",
 ]
 
@@ -264,6 +265,11 @@ def window_of(request: web.Request) -> int:
     if not text.isdigit():
         return WINDOW
     return max(1, min(int(text), MAX_WINDOW))
+
+
+def wider(window: int) -> int:
+    """The window a page's "look further" link asks for: five times as many messages."""
+    return min(window * 5, MAX_WINDOW)
 
 
 def redirect(location: str, said: str | None = None) -> web.HTTPSeeOther:

@@ -10,7 +10,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from callback_fanout.console.web import OPS, current, page, redirect, require_csrf, window_of
+from callback_fanout.console.web import OPS, current, page, redirect, require_csrf, wider, window_of
 from callback_fanout.parking import MessageFilter
 from shared.errors import ConfigError
 
@@ -63,7 +63,7 @@ async def parked_queue(request: web.Request) -> web.Response:
         total=total,
         limit=PAGE_LIMIT,
         window=window,
-        wider=min(window * 5, 10_000),
+        wider=wider(window),
     )
 
 

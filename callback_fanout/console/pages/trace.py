@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from callback_fanout.console.web import OPS, page, window_of
+from callback_fanout.console.web import OPS, page, wider, window_of
 
 routes = web.RouteTableDef()
 
@@ -24,6 +24,6 @@ async def trace(request: web.Request) -> web.Response:
         q=q,
         found=found,
         window=window,
-        wider=min(window * 5, 10_000),
+        wider=wider(window),
         cut=any("only the first" in note for note in found.notes),
     )
