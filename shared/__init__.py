@@ -8,8 +8,9 @@
   ``failover`` (moving between broker nodes), ``confirms`` (a publisher-confirmed channel),
   ``batchformat`` (group-commit messages), ``logs``, ``metrics`` (the Prometheus registry
   and its cheap instruments), ``health`` (the admin endpoints), ``service`` (start, run,
-  stop a role) and ``collector`` (the garbage collector's tuning). ``moved`` keeps the 0.1
-  import paths working for one release.
+  stop a role) and ``collector`` (the garbage collector's tuning), ``history`` (the delivery
+  history's table) and ``history_process`` (the process a worker starts to write it).
+  ``moved`` keeps the 0.1 import paths working for one release.
 
 Import direction: ``ingress`` and ``workers`` import ``shared``; ``shared`` imports neither.
 """

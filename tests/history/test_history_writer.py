@@ -3,6 +3,8 @@ counted history only (one log line per outage), old rows are removed."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -114,6 +116,54 @@ async def test_a_database_cut_off_mid_run_loses_only_counted_rows_and_comes_back
     assert events.count(UNAVAILABLE) == 1
     assert events.count(BACK) == 1
     assert next(e for e in logs if e["event"] == BACK)["lost"] == 10
+
+
+async def test_a_writing_process_that_dies_costs_only_the_rows_it_held_counted_then_another_starts(
+    start_system: StartSystem, history_settings: Settings, pg: asyncpg.Connection
+) -> None:
+    steady = Recorder("steady", ROUTES)
+    with structlog.testing.capture_logs() as logs:
+        system = await start_system([steady], settings_=history_settings)
+        history = _history(system)
+        await _post(system, 10)
+        await eventually(lambda: history.written == 10)
+        first = history.pid
+        assert first is not None
+        os.kill(first, signal.SIGSTOP)  # frozen: the next rows are handed over, never written
+        await _post(system, 10)
+        await eventually(lambda: len(steady.events) == 20)  # deliveries go on
+        await eventually(lambda: history._unreported == 10, timeout=10)
+        os.kill(first, signal.SIGKILL)
+        await eventually(lambda: history.dropped == 10, timeout=10)  # what it held: counted
+        await _post(system, 10)
+        await eventually(lambda: len(steady.events) == 30)
+        await eventually(lambda: history.written == 20, timeout=20)
+        assert history.pid not in (None, first)  # another process writes now
+        await system.stop()
+    assert (history.written, history.dropped) == (20, 10)
+    assert _dropped_metric(system) == 10
+    assert await _count(pg, history_settings.prefix) == 20
+    events = [e["event"] for e in logs]
+    assert (events.count(UNAVAILABLE), events.count(BACK)) == (1, 1)
+
+
+async def test_a_stopping_worker_writes_its_last_rows_before_it_ends(
+    start_system: StartSystem, history_settings: Settings, pg: asyncpg.Connection
+) -> None:
+    steady = Recorder("steady", ROUTES)
+    system = await start_system([steady], settings_=history_settings)
+    history = _history(system)
+    history.flush_wait = 30.0  # nothing would be written before the stop
+    await _post(system, 7)
+    await eventually(lambda: len(steady.events) == 7)
+    assert history.written == 0
+    pid = history.pid
+    await system.stop()
+    assert (history.written, history.dropped) == (7, 0)
+    assert await _count(pg, history_settings.prefix) == 7
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):  # the writing process ended with its worker
+        os.kill(pid, 0)
 
 
 async def test_the_queue_is_bounded_and_what_overflows_is_counted(

@@ -2,31 +2,37 @@
 
 :meth:`HistoryWriter.record` is all the hot path does: a row (a tuple in the table's column
 order, :mod:`shared.history`) appended to a bounded in-memory queue; it never waits and never
-raises. A background task writes the queue in batches (``COPY``, a batch per statement, at
-most ``batch_size`` rows, ``flush_wait`` seconds after the first), creates the table on its
-first connection, and removes rows older than the retention every ``purge_every`` seconds.
+raises. A background task hands the queue in batches (at most ``batch_size`` rows,
+``flush_wait`` seconds after the first) to the writing process the worker starts beside it
+(:mod:`shared.history_process`), which creates the table, writes each batch with
+``COPY`` and removes rows older than the retention every ``purge_every`` seconds: the
+encoding and the database's round trips never run on the worker's event loop.
 
 History is observability: a database that is down costs history, never a delivery. A row
-that cannot be written (the queue is full, the database did not take its batch, the worker
-stopped before it could) is counted in ``callback_fanout_history_dropped_total{reason}`` and
-:attr:`HistoryWriter.dropped`; an outage is said in one log line when the first row is lost,
-and one when rows are written again (with how many were lost in between). Every row is
-either written or counted dropped.
+that cannot be written (the queue is full, the database did not take its batch, the writing
+process ended or the worker stopped before it could) is counted in
+``callback_fanout_history_dropped_total{reason}`` and :attr:`HistoryWriter.dropped`; an outage
+is said in one log line when the first row is lost, and one when rows are written again (with
+how many were lost in between). Every row is either written or counted dropped: the writing
+process reports each batch, and what it was handed but never reported is counted dropped
+when it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import sys
 from collections import deque
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 
-from shared.history import COLUMNS, TABLE, create_table_sql, purge_sql, truncated
+from shared.history import TABLE, truncated
+from shared.history_process import Config, HistoryStore, frame
 from shared.logs import get_logger, mask_values
 from shared.metrics import Counter, Metrics
 from shared.otel import trace_id_of
@@ -44,8 +50,6 @@ DROP_REASONS = ("full", "unwritten")
 
 #: A row as COPY writes it: the values of :data:`shared.history.COLUMNS`, in order.
 Row = tuple[Any, ...]
-
-_PURGE_BATCH = 10_000
 
 
 class HistoryWriter:
@@ -82,11 +86,12 @@ class HistoryWriter:
         self._rows: deque[Row] = deque()
         self._pending = asyncio.Event()  # rows are waiting
         self._closing = False
+        self._close_asked = asyncio.Event()  # set with _closing: cuts the waits short
         self._task: asyncio.Task[None] | None = None
-        self._pool: asyncpg.Pool | None = None
-        self._table_ready = False
+        self._child: asyncio.subprocess.Process | None = None  # the writing process
+        self._reports: asyncio.Task[None] | None = None  # reading what it says
+        self._unreported = 0  # rows handed to it that it has not said written or dropped
         self._lost: int | None = None  # rows dropped in the outage going on; None: none
-        self._purged_at: float | None = None
         self._counted_written: Counter | None = None
         self._counted_dropped: dict[str, Counter] = {}
         mask_values(dsn, *filter(None, [urlsplit(dsn).password]))
@@ -168,6 +173,11 @@ class HistoryWriter:
 
     # The background task ----------------------------------------------------------------
 
+    @property
+    def pid(self) -> int | None:
+        """The writing process's pid; None while it is not running."""
+        return self._child.pid if self._child is not None else None
+
     def start(self) -> None:
         """Start the background writer (in the running event loop)."""
         if self._task is None:
@@ -179,72 +189,111 @@ class HistoryWriter:
             )
 
     async def _run(self) -> None:
+        with contextlib.suppress(OSError):  # not started: tried again with the first batch
+            await self._spawn()
         while True:
-            try:
-                async with asyncio.timeout(self.purge_every):  # idle: still purge in time
-                    await self._pending.wait()
-            except TimeoutError:
-                await self._purge_when_due()
-                continue
+            await self._pending.wait()
             if len(self._rows) < self.batch_size and not self._closing:
-                await asyncio.sleep(self.flush_wait)  # let a batch gather
+                await self._until_closing(self.flush_wait)  # let a batch gather
             while self._rows:
                 batch = [self._rows.popleft() for _ in range(min(self.batch_size, len(self._rows)))]
-                if not await self._write(batch):
-                    if self._closing:  # no waiting for the database at shutdown
+                if not await self._send(batch):
+                    if self._closing:  # no waiting at shutdown
                         self._drop(len(self._rows), "unwritten")
                         self._rows.clear()
                     else:
-                        await asyncio.sleep(self.retry_after)
+                        await self._until_closing(self.retry_after)
                     break
             if not self._rows:
                 self._pending.clear()
                 if self._closing:
                     return
-            await self._purge_when_due()
 
-    async def _write(self, batch: list[Row]) -> bool:
-        """Write ``batch``; False (its rows counted dropped) when the database did not take it."""
-        try:
-            pool = await self._ready_pool()
-            async with pool.acquire(timeout=self.connect_timeout) as connection:
-                await connection.copy_records_to_table(
-                    self.table, records=batch, columns=COLUMNS, timeout=self.connect_timeout * 2
+    async def _until_closing(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when the writer is closed meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._close_asked.wait(), seconds)
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        """The writing process, started (with its config) when it is not running."""
+        child = self._child
+        if child is not None and child.returncode is None:
+            return child
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "from shared.history_process import main; main()",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert child.stdin is not None
+        assert child.stdout is not None
+        child.stdin.write(
+            frame(
+                Config(
+                    self.dsn,
+                    self.prefix,
+                    self.retention,
+                    table=self.table,
+                    retry_after=self.retry_after,
+                    purge_every=self.purge_every,
+                    connect_timeout=self.connect_timeout,
                 )
-        except asyncio.CancelledError:
-            self._drop(len(batch), "unwritten")
-            raise
-        except Exception as exc:  # the database is away, or refused: history only
-            self._drop(len(batch), "unwritten", exc)
+            )
+        )
+        self._child = child
+        self._reports = asyncio.create_task(self._read_reports(child), name="history-reports")
+        return child
+
+    async def _send(self, batch: list[Row]) -> bool:
+        """Hand ``batch`` to the writing process; False (counted dropped) when it is gone."""
+        try:
+            child = await self._spawn()
+            assert child.stdin is not None
+            child.stdin.write(frame(batch))
+        except (OSError, RuntimeError) as exc:
+            self._drop(len(batch), "unwritten", f"writing process: {type(exc).__name__}: {exc}")
             return False
-        self.written += len(batch)
-        if self._counted_written is not None:
-            self._counted_written.inc(len(batch))
-        if self._lost is not None:
-            log.info("delivery history written again", lost=self._lost)
-            self._lost = None
+        self._unreported += len(batch)  # from here the process reports it (or its end does)
+        with contextlib.suppress(OSError, RuntimeError):  # gone: its end counts the batch
+            await child.stdin.drain()  # a process that cannot keep up holds this task only
         return True
 
-    async def _ready_pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            self._pool = await asyncpg.create_pool(
-                self.dsn,
-                min_size=0,  # connect on first use: a worker starts without its history
-                max_size=1,
-                timeout=self.connect_timeout,
-                command_timeout=max(self.connect_timeout * 2, 10.0),
-            )
-        if not self._table_ready:
-            acquired = self._pool.acquire(timeout=self.connect_timeout)
-            async with acquired as connection, connection.transaction():
-                # one creation at a time across workers starting together
-                await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", TABLE)
-                for statement in create_table_sql(self.table):
-                    await connection.execute(statement)
-            self._table_ready = True
-        return self._pool
+    async def _read_reports(self, child: asyncio.subprocess.Process) -> None:
+        """Count what the writing process says became of each batch, until it ends."""
+        assert child.stdout is not None
+        try:
+            while line := await child.stdout.readline():
+                self._reported(json.loads(line))
+        except (OSError, ValueError) as exc:
+            log.warning("delivery history: the writing process's report", error=f"{exc}")
+        finally:
+            await child.wait()
+            if self._child is child:
+                self._child = None
+            self._drop(self._unreported, "unwritten")  # sent, never said: lost with it
+            self._unreported = 0
 
-    def _drop(self, count: int, reason: str, error: BaseException | None = None) -> None:
+    def _reported(self, report: dict[str, Any]) -> None:
+        if "written" in report:
+            count = int(report["written"])
+            self._unreported -= count
+            self.written += count
+            if self._counted_written is not None:
+                self._counted_written.inc(count)
+            if self._lost is not None:
+                log.info("delivery history written again", lost=self._lost)
+                self._lost = None
+        elif "dropped" in report:
+            count = int(report["dropped"])
+            self._unreported -= count
+            self._drop(count, "unwritten", report.get("error"))
+        elif "removed" in report:
+            log.info("delivery history: old rows removed", rows=int(report["removed"]))
+        elif "purge_error" in report:
+            log.debug("delivery history: old rows not removed", error=report["purge_error"])
+
+    def _drop(self, count: int, reason: str, error: str | None = None) -> None:
         if count <= 0:
             return
         self.dropped += count
@@ -253,42 +302,22 @@ class HistoryWriter:
             counter.inc(count)
         if self._lost is None:
             self._lost = 0
-            said = f"{type(error).__name__}: {error}" if error is not None else None
             log.warning(
                 "delivery history unavailable: outcomes are dropped until it is back",
                 reason=reason,
-                error=said,
+                error=error,
             )
         self._lost += count
 
     # Retention --------------------------------------------------------------------------
 
-    async def _purge_when_due(self) -> None:
-        now = asyncio.get_running_loop().time()
-        if self._purged_at is not None and now - self._purged_at < self.purge_every:
-            return
-        if self._lost is not None:
-            return  # the database is away: try again once it is back
-        self._purged_at = now
-        try:
-            await self.purge()
-        except Exception as exc:  # away while idle: said when rows are lost, not here
-            log.debug("delivery history: old rows not removed", error=f"{exc}")
-
     async def purge(self) -> int:
-        """Remove this prefix's rows older than the retention; how many."""
-        pool = await self._ready_pool()
-        before = datetime.now(UTC) - timedelta(seconds=self.retention)
-        removed = 0
-        async with pool.acquire(timeout=self.connect_timeout) as connection:
-            while True:
-                status = await connection.execute(
-                    purge_sql(self.table), self.prefix, before, _PURGE_BATCH
-                )
-                count = int(status.split()[-1])
-                removed += count
-                if count < _PURGE_BATCH:
-                    break
+        """Remove this prefix's rows older than the retention now; how many."""
+        store = HistoryStore(self.dsn, table=self.table, connect_timeout=self.connect_timeout)
+        try:
+            removed = await store.purge(self.prefix, self.retention)
+        finally:
+            await store.close()
         if removed:
             log.info("delivery history: old rows removed", rows=removed)
         return removed
@@ -299,7 +328,10 @@ class HistoryWriter:
         """Write what is queued (within ``within`` seconds), then close; whatever could not
         be written is counted dropped."""
         self._closing = True
+        self._close_asked.set()
         self._pending.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
         task = self._task
         if task is not None:
             try:
@@ -312,9 +344,14 @@ class HistoryWriter:
                 log.warning("delivery history writer failed", error=f"{exc}")
         self._drop(len(self._rows), "unwritten")
         self._rows.clear()
-        if self._pool is not None:
+        child, reports = self._child, self._reports
+        if child is not None and child.stdin is not None:
+            child.stdin.close()  # the end of its input: it writes what it has, then exits
+        if reports is not None:
             try:
-                await asyncio.wait_for(self._pool.close(), 5.0)
-            except (TimeoutError, OSError, asyncpg.PostgresError):
-                self._pool.terminate()
-            self._pool = None
+                await asyncio.wait_for(asyncio.shield(reports), max(deadline - loop.time(), 0.5))
+            except TimeoutError:
+                if child is not None and child.returncode is None:
+                    child.kill()  # its end counts what it did not report
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reports
