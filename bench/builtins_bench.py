@@ -44,7 +44,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,11 @@ class Drain:
     count: int = 0
     first: float = 0.0
     last: float = 0.0
+    #: Read at the first handled event and at the last (CPU seconds of whatever it names,
+    #: this process's included): what the drain itself cost, start and stop left out.
+    probe: Callable[[], dict[str, float]] | None = None
+    at_first: dict[str, float] = field(default_factory=dict)
+    at_last: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.done = asyncio.Event()
@@ -102,9 +107,13 @@ class Drain:
             now = time.perf_counter()
             if not self.count:
                 self.first = now
+                if self.probe is not None:
+                    self.at_first = self.probe()
             self.count += 1
             self.last = now
             if self.count >= self.expected:
+                if self.probe is not None:
+                    self.at_last = self.probe()
                 self.done.set()
 
         return LoadedConsumer(loaded.spec, counting, loaded.startup, loaded.shutdown, "bench")
@@ -112,6 +121,16 @@ class Drain:
     @property
     def rate(self) -> float:
         return (self.count - 1) / (self.last - self.first) if self.last > self.first else 0.0
+
+    def spent(self) -> dict[str, float]:
+        """µs of CPU per event between the first handled event and the last, by what the
+        probe names, and ``busy``: this process's CPU over the wall clock in between."""
+        events = max(self.count - 1, 1)
+        out = {k: (self.at_last[k] - v) * 1e6 / events for k, v in self.at_first.items()}
+        wall = self.last - self.first
+        if "worker" in out and wall > 0:
+            out["busy"] = out["worker"] * events / 1e6 / wall
+        return out
 
 
 def events(n: int, offset: int) -> list[aio_pika.Message]:

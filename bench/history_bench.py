@@ -37,7 +37,7 @@ import secrets
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +54,7 @@ from bench.builtins_bench import (  # noqa: E402
     Drain,
     _admin,
     _cpu_model,
+    _process_cpu,
     backends_cpu,
     delete_all,
     drain_parser,
@@ -66,6 +67,7 @@ from bench.builtins_bench import (  # noqa: E402
 from shared.callbacks import CallbackEvent  # noqa: E402
 from shared.gctuning import tune_collector  # noqa: E402
 from shared.history import TABLE, create_table_sql  # noqa: E402
+from shared.history_process import HistoryStore, frame  # noqa: E402
 from shared.logs import configure_logging  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from shared.wire.events import entries_of  # noqa: E402
@@ -89,6 +91,37 @@ class Round:
     database_us: float | None
     written: int
     dropped: int
+    #: Between the first handled event and the last: µs of CPU per event of the worker, of
+    #: the broker and of the whole PostgreSQL server (every process of it), and ``busy``,
+    #: the worker's CPU over that wall clock (below 1: it waited for the broker).
+    drain: dict[str, float]
+    #: The history's writing process: its CPU per event, its start included (None: off).
+    writer_us: float | None = None
+
+
+def _cpu_of(names: tuple[str, ...]) -> float:
+    """CPU seconds (user + system) so far of every process whose command is in ``names``."""
+    total = 0.0
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() in names:
+                total += _process_cpu(int(comm.parent.name))
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    return total
+
+
+def _probe(history: HistoryWriter | None) -> Callable[[], dict[str, float]]:
+    def probe() -> dict[str, float]:
+        pid = history.pid if history is not None else None
+        return {
+            "worker": time.process_time(),
+            "writer": _process_cpu(pid) if pid is not None else 0.0,
+            "broker": _cpu_of(("beam.smp",)),
+            "postgres": _cpu_of(("postgres",)),
+        }
+
+    return probe
 
 
 def _threads_of(names: tuple[str, ...]) -> list[int]:
@@ -156,8 +189,11 @@ def _noop(name: str) -> LoadedConsumer:
     return LoadedConsumer(spec, nothing, no_hook, no_hook, "noop")
 
 
-async def drain(settings: Settings, n: int, offset: int, dsn: str | None) -> Round:
-    """Fill the no-op consumer's queue with ``n`` events, drain it with one worker."""
+async def drain(
+    settings: Settings, n: int, offset: int, dsn: str | None, beside: set[int] | None
+) -> Round:
+    """Fill the no-op consumer's queue with ``n`` events, drain it with one worker; with
+    ``beside``, the history's writing process on those cores (as the database is)."""
     loaded = _noop("noop-history")
     await fill(settings, loaded.spec, events(n, offset))
     if dsn is not None:
@@ -165,14 +201,21 @@ async def drain(settings: Settings, n: int, offset: int, dsn: str | None) -> Rou
     counter = Drain(n)
     worker = WorkerService(settings, [counter.counted(loaded)])
     history = worker.history
+    counter.probe = _probe(history)
     database_before = await backends_cpu(dsn, dsn.rpartition("/")[2]) if dsn else 0.0
     cpu = time.process_time()
     await worker.start()
+    writer_s = None
     try:
         await worker.wait_started()
+        if history is not None:
+            pid = await _writing_process(history)
+            if beside:
+                _set_affinity(_threads_of_process(pid), beside)
         await asyncio.wait_for(counter.done.wait(), timeout=600)
         if history is not None:  # the history's whole cost: until it kept every outcome
             await _kept(history, n)
+            writer_s = _process_cpu(history.pid) if history.pid is not None else None
         cpu = time.process_time() - cpu
         database_s = (
             await backends_cpu(dsn, dsn.rpartition("/")[2]) - database_before if dsn else None
@@ -185,7 +228,25 @@ async def drain(settings: Settings, n: int, offset: int, dsn: str | None) -> Rou
         database_s * 1e6 / n if database_s is not None else None,
         history.written if history is not None else 0,
         history.dropped if history is not None else 0,
+        counter.spent(),
+        writer_s * 1e6 / n if writer_s is not None else None,
     )
+
+
+async def _writing_process(history: HistoryWriter) -> int:
+    """The pid of ``history``'s writing process, once it runs (10 s at most)."""
+    for _ in range(1000):
+        if history.pid is not None:
+            return history.pid
+        await asyncio.sleep(0.01)
+    raise RuntimeError("the history's writing process did not start")
+
+
+def _threads_of_process(pid: int) -> list[int]:
+    try:
+        return [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+    except OSError:
+        return []
 
 
 async def _kept(history: HistoryWriter, n: int) -> None:
@@ -197,8 +258,9 @@ async def _kept(history: HistoryWriter, n: int) -> None:
 
 
 async def row_cost(dsn: str, n: int = 20_000) -> dict[str, float]:
-    """CPU µs per outcome of the history alone (no broker): ``record()`` on the hot path, and
-    the background ``COPY`` of the rows in batches, with a real event's outcome."""
+    """CPU µs per outcome of the history alone (no broker), with a real event's outcome: in
+    the worker, ``record()`` on the hot path and handing the rows over in batches (a frame
+    each); in the writing process, the ``COPY`` of those batches."""
     [event] = events(1, 0)
     decoded = entries_of(event.content_type, event.body, 1)[0].event()
     outcome = Outcome("handled", 1, 1, decoded, handler_seconds=0.0001)
@@ -208,20 +270,33 @@ async def row_cost(dsn: str, n: int = 20_000) -> dict[str, float]:
     for _ in range(n):
         writer.record("noop", outcome, unused)
     record_us = (time.process_time() - started) * 1e6 / n
-    rows = list(writer._rows)
+    # every outcome's own values, as in a drain (equal objects would be framed once)
+    rows = [
+        tuple(v.encode().decode() if isinstance(v, str) else v for v in row) for row in writer._rows
+    ]
     writer._rows.clear()
-    await writer._write(rows[:1])  # the pool and the table, outside the timing
+    batches = [rows[i : i + writer.batch_size] for i in range(0, n, writer.batch_size)]
     started = time.process_time()
-    for i in range(1, n, writer.batch_size):
-        await writer._write(rows[i : i + writer.batch_size])
-    write_us = (time.process_time() - started) * 1e6 / (n - 1)
-    await writer.close()
+    framed = sum(len(frame(batch)) for batch in batches)
+    frame_us = (time.process_time() - started) * 1e6 / n
+    store = HistoryStore(dsn, table=TABLE)
+    await store.write(rows[:1])  # the pool and the table, outside the timing
+    started = time.process_time()
+    for batch in batches:
+        await store.write(batch)
+    write_us = (time.process_time() - started) * 1e6 / n
+    await store.close()
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute(f"DELETE FROM {TABLE} WHERE prefix = 'bench-row-cost'")
     finally:
         await connection.close()
-    return {"record_us": record_us, "write_us": write_us}
+    return {
+        "record_us": record_us,
+        "frame_us": frame_us,
+        "frame_bytes": framed / n,
+        "write_us": write_us,
+    }
 
 
 async def row_size(dsn: str) -> dict[str, float]:
@@ -270,13 +345,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             created.append(name)
         if args.btree:
             await _btree_table(f"{base}/{stem}_btree")
+        beside = set(sorted(os.sched_getaffinity(0))[1:]) if args.pin else None
         with pinned(args.pin) as where:
             if where:
                 print(f"  pinned: {where}", file=sys.stderr)
             for i in range(args.rounds):
                 order = variants[i % len(variants) :] + variants[: i % len(variants)]
                 for variant in order:
-                    done = await drain(settings, args.events, offset, dsns[variant])
+                    done = await drain(settings, args.events, offset, dsns[variant], beside)
                     offset += args.events
                     rounds[variant].append(done)
                     print(f"  {variant}: {done}", file=sys.stderr)
@@ -307,12 +383,20 @@ def _median(values: list[float]) -> float:
 def table(result: dict[str, Any]) -> str:
     lines = [
         "| worker, no-op consumer | events/s (median) | rounds | worker CPU µs/event "
-        "| database CPU µs/event | outcomes written / dropped |",
-        "|---|---:|---|---:|---:|---:|",
+        "| worker CPU µs/event, drain | writing process CPU µs/event, drain "
+        "| database CPU µs/event "
+        "| outcomes written / dropped |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
+
+    def median_of(done: list[dict[str, Any]], key: str) -> str:
+        values = [r[key] for r in done if r.get(key) is not None]
+        return f"{_median(values):,.0f}" if values else "-"
+
     for variant, done in result["rounds"].items():
         rates = [r["rate"] for r in done]
-        database = [r["database_us"] for r in done if r["database_us"] is not None]
+        drained = [r["drain"]["worker"] for r in done if "worker" in r.get("drain", {})]
+        writing = [r["drain"]["writer"] for r in done if r.get("drain", {}).get("writer")]
         kept = (
             f"{sum(r['written'] for r in done):,} / {sum(r['dropped'] for r in done):,}"
             if variant != "history off"
@@ -320,8 +404,10 @@ def table(result: dict[str, Any]) -> str:
         )
         lines.append(
             f"| {variant} | {_median(rates):,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} "
-            f"| {_median([r['worker_us'] for r in done]):,.0f} "
-            f"| {f'{_median(database):,.0f}' if database else '-'} | {kept} |"
+            f"| {median_of(done, 'worker_us')} "
+            f"| {f'{_median(drained):,.0f}' if drained else '-'} "
+            f"| {f'{_median(writing):,.0f}' if writing else '-'} "
+            f"| {median_of(done, 'database_us')} | {kept} |"
         )
     done_off = result["rounds"]["history off"]
     off = _median([r["rate"] for r in done_off])
@@ -349,8 +435,10 @@ def table(result: dict[str, Any]) -> str:
         )
     cost = result["row_cost"]
     lines.append(
-        f"Worker CPU per outcome, the history alone: record() {cost['record_us']:.1f} µs, "
-        f"the batched COPY {cost['write_us']:.1f} µs."
+        f"CPU per outcome, the history alone: in the worker record() {cost['record_us']:.1f} µs "
+        f"and handing it over {cost.get('frame_us', 0.0):.1f} µs "
+        f"({cost.get('frame_bytes', 0.0):,.0f} bytes); in the writing process the batched "
+        f"COPY {cost['write_us']:.1f} µs."
     )
     return "\n".join(lines)
 
