@@ -5,8 +5,10 @@
     python bench/history_bench.py --events 10000 --rounds 6 --pin --btree
 
 ``--pin`` puts this process (the worker) alone on the first core and every thread of the
-broker (``beam.smp``) and of the PostgreSQL server on the others, for the run (root, Linux;
-every thread of theirs is given all cores again at the end); ``--btree`` adds a third
+broker (``beam.smp``), of the PostgreSQL server and of the history's writing process (the
+worker's child, ``shared.history_process``) on the others, for the run (root, Linux; every
+thread of the broker's and the server's is given all cores again at the end: the writing
+process ends with its worker); ``--btree`` adds a third
 variant, history on with the table's lookup indexes as B-trees (as they were before they
 became hash indexes), in a database of its own, in the same rounds.
 
@@ -18,9 +20,10 @@ history written in batches beside the work). The two alternate, and which goes f
 alternates round by round, so the neighbours' noise falls on both alike; the median round is
 reported. Events/s is the wall clock from the first handled event to the last; the worker's
 CPU per event counts from its start until the history has written (or dropped) every
-outcome, so the history's whole cost is in it; the database's server CPU per event is
-reported apart. The worker runs with the collector tuned as the worker command tunes it
-(``shared.gctuning``).
+outcome, so the history's whole cost in the worker is in it, and again between the first
+handled event and the last (the drain alone); the writing process's CPU over the drain, and
+the database's server CPU per event, are reported apart. The worker runs with the collector
+tuned as the worker command tunes it (``shared.gctuning``).
 
 Then the size of what was written: ``pg_total_relation_size`` of the history table (its
 indexes included) over its row count, and the heap and the indexes apart: the bytes an
@@ -97,6 +100,8 @@ class Round:
     drain: dict[str, float]
     #: The history's writing process: its CPU per event, its start included (None: off).
     writer_us: float | None = None
+    #: The writing process's peak resident memory, MB.
+    writer_mb: float | None = None
 
 
 def _cpu_of(names: tuple[str, ...]) -> float:
@@ -161,7 +166,10 @@ def pinned(on: bool) -> Iterator[str | None]:
     os.sched_setaffinity(0, mine)
     try:
         others = ", ".join(str(c) for c in sorted(beside))
-        yield f"worker on CPU {cores[0]}, broker and PostgreSQL on CPU {others}"
+        yield (
+            f"worker on CPU {cores[0]}; broker, PostgreSQL and the history's writing process "
+            f"on CPU {others}"
+        )
     finally:
         os.sched_setaffinity(0, before)
         _set_affinity(_threads_of(BESIDE), everything)
@@ -205,7 +213,7 @@ async def drain(
     database_before = await backends_cpu(dsn, dsn.rpartition("/")[2]) if dsn else 0.0
     cpu = time.process_time()
     await worker.start()
-    writer_s = None
+    writer_s = writer_mb = None
     try:
         await worker.wait_started()
         if history is not None:
@@ -216,6 +224,7 @@ async def drain(
         if history is not None:  # the history's whole cost: until it kept every outcome
             await _kept(history, n)
             writer_s = _process_cpu(history.pid) if history.pid is not None else None
+            writer_mb = _peak_mb(history.pid) if history.pid is not None else None
         cpu = time.process_time() - cpu
         database_s = (
             await backends_cpu(dsn, dsn.rpartition("/")[2]) - database_before if dsn else None
@@ -230,7 +239,18 @@ async def drain(
         history.dropped if history is not None else 0,
         counter.spent(),
         writer_s * 1e6 / n if writer_s is not None else None,
+        writer_mb,
     )
+
+
+def _peak_mb(pid: int) -> float | None:
+    """The most memory (resident) process ``pid`` has held, in MB; None when it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    kb = next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+    return int(kb) / 1024
 
 
 async def _writing_process(history: HistoryWriter) -> int:
@@ -426,6 +446,9 @@ def table(result: dict[str, Any]) -> str:
             f"({', '.join(f'{p:.0%}' for p in paired)}); worker CPU per event "
             f"{_median(cpu):.2f}x history off's (median of the rounds' ratios)."
         )
+    peaks = [r["writer_mb"] for r in result["rounds"]["history on"] if r.get("writer_mb")]
+    if peaks:
+        lines.append(f"The writing process's peak resident memory: {max(peaks):.0f} MB.")
     sizes = result.get("row_sizes") or {"history on": result["row_size"]}
     for variant, size in sizes.items():
         lines.append(
