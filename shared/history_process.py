@@ -7,7 +7,7 @@ A worker's :class:`workers.runtime.history.HistoryWriter` starts this process be
 (``main()`` in a Python process of its own) and sends it its rows in batches. Encoding
 them for ``COPY`` and the database's round trips are spent here, on whatever core the system
 gives this process, never on the worker's event loop: done in the worker they cost it about a
-tenth of its events/s, sent here about 2 % (``docs/bench.md``).
+tenth of its events/s, handed over here 3 to 5 % (``docs/bench.md``).
 
 Standard input carries frames, each a 4-byte big-endian length and a pickle (a pipe private to
 the worker and its own child): first the :class:`Config`, then batches, each a list of rows
