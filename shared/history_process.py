@@ -226,6 +226,7 @@ async def _main() -> None:
 
 def main() -> None:
     """Run the writing process on this process's standard input and output."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # its worker ends it: the end of its input
+    for stop in (signal.SIGINT, signal.SIGTERM):  # its worker ends it: the end of its input
+        signal.signal(stop, signal.SIG_IGN)  # (a Ctrl-C or a group's stop reaches both)
     with contextlib.suppress(BrokenPipeError):
         asyncio.run(_main())

@@ -132,7 +132,7 @@ async def test_a_writing_process_that_dies_costs_only_the_rows_it_held_counted_t
         os.kill(first, signal.SIGSTOP)  # frozen: the next rows are handed over, never written
         await _post(system, 10)
         await eventually(lambda: len(steady.events) == 20)  # deliveries go on
-        await eventually(lambda: history._unreported == 10, timeout=10)
+        await eventually(lambda: history.held == 10, timeout=10)
         os.kill(first, signal.SIGKILL)
         await eventually(lambda: history.dropped == 10, timeout=10)  # what it held: counted
         await _post(system, 10)

@@ -88,9 +88,7 @@ class HistoryWriter:
         self._closing = False
         self._close_asked = asyncio.Event()  # set with _closing: cuts the waits short
         self._task: asyncio.Task[None] | None = None
-        self._child: asyncio.subprocess.Process | None = None  # the writing process
-        self._reports: asyncio.Task[None] | None = None  # reading what it says
-        self._unreported = 0  # rows handed to it that it has not said written or dropped
+        self._writing: _Writing | None = None  # the writing process, once started
         self._lost: int | None = None  # rows dropped in the outage going on; None: none
         self._counted_written: Counter | None = None
         self._counted_dropped: dict[str, Counter] = {}
@@ -176,7 +174,14 @@ class HistoryWriter:
     @property
     def pid(self) -> int | None:
         """The writing process's pid; None while it is not running."""
-        return self._child.pid if self._child is not None else None
+        writing = self._writing
+        return writing.process.pid if writing is not None and writing.open else None
+
+    @property
+    def held(self) -> int:
+        """Rows handed to the writing process that it has not yet said written or dropped."""
+        writing = self._writing
+        return writing.unreported if writing is not None else 0
 
     def start(self) -> None:
         """Start the background writer (in the running event loop)."""
@@ -214,11 +219,11 @@ class HistoryWriter:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._close_asked.wait(), seconds)
 
-    async def _spawn(self) -> asyncio.subprocess.Process:
-        """The writing process, started (with its config) when it is not running."""
-        child = self._child
-        if child is not None and child.returncode is None:
-            return child
+    async def _spawn(self) -> _Writing:
+        """The writing process, started (with its config) when none is running."""
+        writing = self._writing
+        if writing is not None and writing.open:
+            return writing
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
@@ -226,58 +231,57 @@ class HistoryWriter:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
-        assert child.stdin is not None
-        assert child.stdout is not None
-        child.stdin.write(
-            frame(
-                Config(
-                    self.dsn,
-                    self.prefix,
-                    self.retention,
-                    table=self.table,
-                    retry_after=self.retry_after,
-                    purge_every=self.purge_every,
-                    connect_timeout=self.connect_timeout,
-                )
-            )
+        config = Config(
+            self.dsn,
+            self.prefix,
+            self.retention,
+            table=self.table,
+            retry_after=self.retry_after,
+            purge_every=self.purge_every,
+            connect_timeout=self.connect_timeout,
         )
-        self._child = child
-        self._reports = asyncio.create_task(self._read_reports(child), name="history-reports")
-        return child
+        writing = _Writing(child)
+        writing.send(frame(config))
+        writing.reports = asyncio.create_task(self._read_reports(writing), name="history-reports")
+        self._writing = writing
+        return writing
 
     async def _send(self, batch: list[Row]) -> bool:
-        """Hand ``batch`` to the writing process; False (counted dropped) when it is gone."""
+        """Hand ``batch`` to the writing process; False (counted dropped) when none starts."""
         try:
-            child = await self._spawn()
-            assert child.stdin is not None
-            child.stdin.write(frame(batch))
+            writing = await self._spawn()
         except (OSError, RuntimeError) as exc:
             self._drop(len(batch), "unwritten", f"writing process: {type(exc).__name__}: {exc}")
             return False
-        self._unreported += len(batch)  # from here the process reports it (or its end does)
-        with contextlib.suppress(OSError, RuntimeError):  # gone: its end counts the batch
-            await child.stdin.drain()  # a process that cannot keep up holds this task only
+        writing.send(frame(batch))
+        writing.unreported += len(batch)  # from here it reports the batch, or its end does
+        await writing.drained()  # a process that cannot keep up holds this task only
         return True
 
-    async def _read_reports(self, child: asyncio.subprocess.Process) -> None:
-        """Count what the writing process says became of each batch, until it ends."""
-        assert child.stdout is not None
+    async def _read_reports(self, writing: _Writing) -> None:
+        """Count what the writing process says became of each batch, until it ends; what
+        it was handed and never reported is counted dropped then."""
+        stdout = writing.process.stdout
+        assert stdout is not None
         try:
-            while line := await child.stdout.readline():
-                self._reported(json.loads(line))
-        except (OSError, ValueError) as exc:
-            log.warning("delivery history: the writing process's report", error=f"{exc}")
+            while line := await stdout.readline():
+                try:
+                    report = json.loads(line)
+                    self._reported(writing, report)
+                except (ValueError, TypeError, KeyError) as exc:
+                    log.warning("delivery history: a report not understood", error=f"{exc}")
+        except OSError as exc:
+            log.warning("delivery history: the writing process's reports", error=f"{exc}")
         finally:
-            await child.wait()
-            if self._child is child:
-                self._child = None
-            self._drop(self._unreported, "unwritten")  # sent, never said: lost with it
-            self._unreported = 0
+            writing.open = False  # the next batch starts another
+            await writing.process.wait()
+            self._drop(writing.unreported, "unwritten")  # handed over, never said: lost
+            writing.unreported = 0
 
-    def _reported(self, report: dict[str, Any]) -> None:
+    def _reported(self, writing: _Writing, report: dict[str, Any]) -> None:
         if "written" in report:
             count = int(report["written"])
-            self._unreported -= count
+            writing.unreported -= count
             self.written += count
             if self._counted_written is not None:
                 self._counted_written.inc(count)
@@ -286,7 +290,7 @@ class HistoryWriter:
                 self._lost = None
         elif "dropped" in report:
             count = int(report["dropped"])
-            self._unreported -= count
+            writing.unreported -= count
             self._drop(count, "unwritten", report.get("error"))
         elif "removed" in report:
             log.info("delivery history: old rows removed", rows=int(report["removed"]))
@@ -344,14 +348,47 @@ class HistoryWriter:
                 log.warning("delivery history writer failed", error=f"{exc}")
         self._drop(len(self._rows), "unwritten")
         self._rows.clear()
-        child, reports = self._child, self._reports
-        if child is not None and child.stdin is not None:
-            child.stdin.close()  # the end of its input: it writes what it has, then exits
-        if reports is not None:
+        writing = self._writing
+        if writing is not None and writing.reports is not None:
+            writing.end_input()  # it writes what it has, then exits
             try:
-                await asyncio.wait_for(asyncio.shield(reports), max(deadline - loop.time(), 0.5))
+                await asyncio.wait_for(
+                    asyncio.shield(writing.reports), max(deadline - loop.time(), 0.5)
+                )
             except TimeoutError:
-                if child is not None and child.returncode is None:
-                    child.kill()  # its end counts what it did not report
+                writing.kill()  # its end counts what it did not report
                 with contextlib.suppress(asyncio.CancelledError):
-                    await reports
+                    await writing.reports
+
+
+class _Writing:
+    """One writing process: its pipes, the task reading its reports, and the rows it was
+    handed that it has not yet said written or dropped."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.reports: asyncio.Task[None] | None = None
+        self.unreported = 0
+        self.open = True  # until its reports end
+
+    def send(self, data: bytes) -> None:
+        stdin = self.process.stdin
+        assert stdin is not None
+        with contextlib.suppress(OSError, RuntimeError):  # gone: its end counts the rows
+            stdin.write(data)  # into the pipe's buffer
+
+    async def drained(self) -> None:
+        stdin = self.process.stdin
+        assert stdin is not None
+        with contextlib.suppress(OSError, RuntimeError):  # gone: its end counts the rows
+            await stdin.drain()
+
+    def end_input(self) -> None:
+        stdin = self.process.stdin
+        if stdin is not None:
+            stdin.close()
+
+    def kill(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
