@@ -15,7 +15,8 @@ the worker and its own child): first the :class:`Config`, then batches, each a l
 batch, one JSON object a line: ``{"written": n}``, ``{"dropped": n, "error": "..."}``, and
 ``{"removed": n}`` or ``{"purge_error": "..."}`` after a purge of old rows. The process logs
 nothing itself: the worker counts and says it all. At the end of its input it writes what it
-has read (without waiting for a database that is away), reports it, and exits.
+has read (what is left when a write has failed is reported dropped at once), reports it, and
+exits. The worker hands it at most two batches at a time, so what it holds is bounded.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 
 import asyncpg
 
-from shared.history import COLUMNS, TABLE, create_table_sql, purge_sql
+from shared.history import COLUMNS, TABLE, create_table_sql, purge_sql, truncated
 
 __all__ = ["Config", "HistoryStore", "frame", "main"]
 
@@ -170,7 +171,8 @@ class _Process:
                 await self.store.write(batch)
             except Exception as exc:  # the database is away, or refused: history only
                 self.away = True
-                self.report({"dropped": len(batch), "error": f"{type(exc).__name__}: {exc}"})
+                error = truncated(f"{type(exc).__name__}: {exc}")
+                self.report({"dropped": len(batch), "error": error})
                 with contextlib.suppress(TimeoutError):  # wait before trying again
                     await asyncio.wait_for(self.ended.wait(), self.config.retry_after)
                 continue
@@ -188,7 +190,7 @@ class _Process:
         try:
             removed = await self.store.purge(self.config.prefix, self.config.retention)
         except Exception as exc:  # away while idle: said when rows are lost, not here
-            self.report({"purge_error": f"{type(exc).__name__}: {exc}"})
+            self.report({"purge_error": truncated(f"{type(exc).__name__}: {exc}")})
             return
         if removed:
             self.report({"removed": removed})

@@ -3,11 +3,15 @@ counted history only (one log line per outage), old rows are removed."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -15,13 +19,15 @@ import structlog
 from pydantic import SecretStr
 from yarl import URL
 
+from shared.callbacks import parse_callback
 from shared.history import COLUMNS, TABLE, create_table_sql
 from shared.settings import Settings
 from tests.conftest import SEEDS, StartSystem
 from tests.support.proxy import CuttableProxy
 from tests.support.system import Recorder, RunningSystem
 from tests.support.waiting import eventually
-from workers.runtime.history import HistoryWriter
+from workers.runtime.handling import Outcome
+from workers.runtime.history import DROP_REASONS, IN_FLIGHT_BATCHES, HistoryWriter
 
 pytestmark = pytest.mark.broker
 
@@ -45,13 +51,13 @@ def _history(system: RunningSystem) -> HistoryWriter:
     return system.worker.history
 
 
-def _dropped_metric(system: RunningSystem) -> float:
+def _dropped_metric(system: RunningSystem, *reasons: str) -> float:
     assert system.worker is not None
     assert system.worker.metrics is not None
     registry = system.worker.metrics.registry
     return sum(
         registry.get_sample_value("callback_fanout_history_dropped_total", {"reason": r}) or 0.0
-        for r in ("full", "unwritten")
+        for r in reasons or DROP_REASONS
     )
 
 
@@ -164,6 +170,53 @@ async def test_a_stopping_worker_writes_its_last_rows_before_it_ends(
     assert pid is not None
     with pytest.raises(ProcessLookupError):  # the writing process ended with its worker
         os.kill(pid, 0)
+
+
+async def test_a_database_away_fills_the_workers_bounded_queue_not_the_writing_process(
+    start_system: StartSystem, settings: Settings
+) -> None:
+    dsn = f"postgresql://postgres@127.0.0.1:{_free_port()}/nothing"
+    down = settings.model_copy(update={"history_dsn": SecretStr(dsn)})
+    steady = Recorder("steady", ROUTES)
+    system = await start_system([steady], settings_=down)
+    history = _history(system)
+    history.capacity, history.batch_size, history.flush_wait = 20, 5, 0.01
+    held: list[int] = []
+    for _ in range(60):
+        await _post(system, 1)
+        held.append(history.held)
+    await eventually(lambda: len(steady.events) == 60)
+    assert max(held) <= IN_FLIGHT_BATCHES * 5  # the process holds two batches at most
+    assert _dropped_metric(system, "full") > 0  # the rest waited in the worker, then overflowed
+    await system.stop()
+    assert (history.written, history.dropped) == (0, 60)
+    assert _dropped_metric(system) == 60
+
+
+async def test_a_writing_process_that_cannot_start_is_not_started_again_for_every_batch(
+    history_dsn: str, prefix: str, tmp_path: Path
+) -> None:
+    starts = tmp_path / "starts"
+    writer = HistoryWriter(history_dsn, prefix, 3600, flush_wait=0.01, retry_after=0.5)
+    writer.command = (
+        sys.executable,
+        "-c",
+        f"open({str(starts)!r}, 'a').write('.'); raise SystemExit(3)",
+    )
+    event = parse_callback(OCR)[0]
+    outcome = Outcome("handled", 1, 1, event, handler_seconds=0.001)
+    unused: Any = None  # read only for an event that did not validate
+    with structlog.testing.capture_logs() as logs:
+        writer.start()
+        for _ in range(40):  # 2 s of outcomes, a batch every 50 ms
+            writer.record("c", outcome, unused)
+            await asyncio.sleep(0.05)
+        await writer.close()
+    assert (writer.written, writer.dropped) == (0, 40)
+    started = len(starts.read_text())
+    assert 1 <= started <= 6, started  # once per retry_after at most, not once per batch
+    [said] = [e for e in logs if e["event"] == UNAVAILABLE]
+    assert "exit code 3" in said["error"]
 
 
 async def test_the_queue_is_bounded_and_what_overflows_is_counted(

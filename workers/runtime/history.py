@@ -40,13 +40,23 @@ from shared.settings import Settings, mask_url
 from shared.wire.headers import IDEMPOTENCY_KEY, REQUEST_ID, ROUTING_KEY, TRACEPARENT
 from workers.runtime.handling import Outcome
 
-__all__ = ["DROP_REASONS", "HistoryWriter"]
+__all__ = ["DROP_REASONS", "IN_FLIGHT_BATCHES", "HistoryWriter"]
 
 log = get_logger("history")
 
 #: Why a row was dropped: ``full`` (the queue was full: the database is away or slower than
-#: the work), ``unwritten`` (the database did not take its batch, or the worker stopped first).
+#: the work, and the writing process already holds :data:`IN_FLIGHT_BATCHES` batches),
+#: ``unwritten`` (the database did not take its batch, the writing process ended holding it,
+#: or the worker stopped first).
 DROP_REASONS = ("full", "unwritten")
+
+#: A writing process that ends within this many seconds of its start, saying nothing, is not
+#: started again before ``retry_after`` (a broken installation does not start one per batch).
+_START_WITHIN = 5.0
+
+#: Batches handed to the writing process and not yet reported, at most: beyond, rows wait in
+#: the worker's bounded queue (so a database that is away fills that queue, not the process).
+IN_FLIGHT_BATCHES = 2
 
 #: A row as COPY writes it: the values of :data:`shared.history.COLUMNS`, in order.
 Row = tuple[Any, ...]
@@ -54,6 +64,13 @@ Row = tuple[Any, ...]
 
 class HistoryWriter:
     """Writes outcome rows in batches to the history table of ``dsn``."""
+
+    #: The writing process's command line.
+    command: tuple[str, ...] = (
+        sys.executable,
+        "-c",
+        "from shared.history_process import main; main()",
+    )
 
     def __init__(
         self,
@@ -224,10 +241,16 @@ class HistoryWriter:
         writing = self._writing
         if writing is not None and writing.open:
             return writing
+        loop = asyncio.get_running_loop()
+        if (
+            writing is not None
+            and not writing.reported
+            and writing.ended_at - writing.started_at < _START_WITHIN
+            and loop.time() < writing.ended_at + self.retry_after
+        ):  # it ended at its start, saying nothing: started again after retry_after
+            raise RuntimeError(f"it ended at its start (exit code {writing.process.returncode})")
         child = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            "from shared.history_process import main; main()",
+            *self.command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -240,22 +263,34 @@ class HistoryWriter:
             purge_every=self.purge_every,
             connect_timeout=self.connect_timeout,
         )
-        writing = _Writing(child)
+        writing = _Writing(child, loop.time())
         writing.send(frame(config))
         writing.reports = asyncio.create_task(self._read_reports(writing), name="history-reports")
         self._writing = writing
         return writing
 
     async def _send(self, batch: list[Row]) -> bool:
-        """Hand ``batch`` to the writing process; False (counted dropped) when none starts."""
+        """Hand ``batch`` to the writing process once it holds fewer than
+        :data:`IN_FLIGHT_BATCHES` batches; False (counted dropped) when none could start."""
         try:
             writing = await self._spawn()
+            while (
+                writing.open
+                and writing.unreported >= IN_FLIGHT_BATCHES * self.batch_size
+                and not self._closing
+            ):
+                await writing.progressed()
+            if not writing.open:  # it ended meanwhile: another
+                writing = await self._spawn()
         except (OSError, RuntimeError) as exc:
             self._drop(len(batch), "unwritten", f"writing process: {type(exc).__name__}: {exc}")
             return False
+        except asyncio.CancelledError:  # stopped before it was handed over
+            self._drop(len(batch), "unwritten")
+            raise
         writing.send(frame(batch))
         writing.unreported += len(batch)  # from here it reports the batch, or its end does
-        await writing.drained()  # a process that cannot keep up holds this task only
+        await writing.drained()
         return True
 
     async def _read_reports(self, writing: _Writing) -> None:
@@ -266,19 +301,24 @@ class HistoryWriter:
         try:
             while line := await stdout.readline():
                 try:
-                    report = json.loads(line)
-                    self._reported(writing, report)
+                    self._reported(writing, json.loads(line))
                 except (ValueError, TypeError, KeyError) as exc:
                     log.warning("delivery history: a report not understood", error=f"{exc}")
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # its output broke (a line past the limit)
             log.warning("delivery history: the writing process's reports", error=f"{exc}")
+            writing.kill()
         finally:
             writing.open = False  # the next batch starts another
             await writing.process.wait()
-            self._drop(writing.unreported, "unwritten")  # handed over, never said: lost
+            writing.ended_at = asyncio.get_running_loop().time()
+            ended = f"writing process ended (exit code {writing.process.returncode})"
+            self._drop(writing.unreported, "unwritten", ended)  # handed over, never said
             writing.unreported = 0
+            writing.progress.set()
 
     def _reported(self, writing: _Writing, report: dict[str, Any]) -> None:
+        writing.reported = True
+        writing.progress.set()
         if "written" in report:
             count = int(report["written"])
             writing.unreported -= count
@@ -365,11 +405,20 @@ class _Writing:
     """One writing process: its pipes, the task reading its reports, and the rows it was
     handed that it has not yet said written or dropped."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, started_at: float) -> None:
         self.process = process
+        self.started_at = started_at  # the event loop's time
         self.reports: asyncio.Task[None] | None = None
         self.unreported = 0
         self.open = True  # until its reports end
+        self.reported = False  # it said something: it started
+        self.ended_at = 0.0  # the event loop's time when it ended
+        self.progress = asyncio.Event()  # set by each report, and by its end
+
+    async def progressed(self) -> None:
+        """Wait for its next report (or its end)."""
+        self.progress.clear()
+        await self.progress.wait()
 
     def send(self, data: bytes) -> None:
         stdin = self.process.stdin
