@@ -180,7 +180,7 @@ async def test_a_database_away_fills_the_workers_bounded_queue_not_the_writing_p
     steady = Recorder("steady", ROUTES)
     system = await start_system([steady], settings_=down)
     history = _history(system)
-    history.capacity, history.batch_size, history.flush_wait = 20, 5, 0.01
+    history.capacity, history.batch_size, history.flush_wait = 10, 5, 0.01
     held: list[int] = []
     for _ in range(60):
         await _post(system, 1)

@@ -274,9 +274,11 @@ class HistoryWriter:
         :data:`IN_FLIGHT_BATCHES` batches; False (counted dropped) when none could start."""
         try:
             writing = await self._spawn()
+            most = IN_FLIGHT_BATCHES * self.batch_size
             while (
                 writing.open
-                and writing.unreported >= IN_FLIGHT_BATCHES * self.batch_size
+                and writing.unreported
+                and writing.unreported + len(batch) > most
                 and not self._closing
             ):
                 await writing.progressed()
