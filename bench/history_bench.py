@@ -104,16 +104,21 @@ class Round:
     writer_mb: float | None = None
 
 
-def _cpu_of(names: tuple[str, ...]) -> float:
-    """CPU seconds (user + system) so far of every process whose command is in ``names``."""
-    total = 0.0
+def _pids_of(names: tuple[str, ...]) -> list[int]:
+    """Every process whose command (``/proc/<pid>/comm``) is one of ``names``."""
+    found: list[int] = []
     for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
             if comm.read_text().strip() in names:
-                total += _process_cpu(int(comm.parent.name))
-        except (OSError, ValueError):
+                found.append(int(comm.parent.name))
+        except OSError:
             continue  # gone meanwhile
-    return total
+    return found
+
+
+def _cpu_of(names: tuple[str, ...]) -> float:
+    """CPU seconds (user + system) so far of every process whose command is in ``names``."""
+    return sum(_process_cpu(pid) for pid in _pids_of(names))
 
 
 def _probe(history: HistoryWriter | None) -> Callable[[], dict[str, float]]:
@@ -131,15 +136,7 @@ def _probe(history: HistoryWriter | None) -> Callable[[], dict[str, float]]:
 
 def _threads_of(names: tuple[str, ...]) -> list[int]:
     """Every thread of every process whose command is one of ``names``."""
-    found: list[int] = []
-    for comm in Path("/proc").glob("[0-9]*/comm"):
-        try:
-            if comm.read_text().strip() not in names:
-                continue
-            found += [int(t.name) for t in (comm.parent / "task").iterdir()]
-        except OSError:
-            continue  # gone meanwhile
-    return found
+    return [tid for pid in _pids_of(names) for tid in _threads_of_process(pid)]
 
 
 def _set_affinity(threads: list[int], cores: set[int]) -> None:

@@ -1,6 +1,7 @@
 """The delivery history's writing process: the rows a worker sends it, in PostgreSQL.
 
-It imports nothing of the project but :mod:`shared.history`, so that it starts in a
+It imports nothing of the project but :mod:`shared.history` and the one length-prefixed
+framing (:mod:`shared.wire.framing`), so that it starts in a
 twentieth of a second and holds about 27 MB.
 
 A worker's :class:`workers.runtime.history.HistoryWriter` starts this process beside it
@@ -34,13 +35,12 @@ from typing import Any
 import asyncpg
 
 from shared.history import COLUMNS, TABLE, create_table_sql, purge_sql, truncated
+from shared.wire import framing
 
 __all__ = ["Config", "HistoryStore", "frame", "main"]
 
 #: Rows removed by one purge statement (a batch at a time, so no statement holds the table).
 PURGE_BATCH = 10_000
-
-_LENGTH = 4
 
 Row = tuple[Any, ...]
 
@@ -60,14 +60,13 @@ class Config:
 
 def frame(value: object) -> bytes:
     """``value`` as one frame of the process's input."""
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    return len(data).to_bytes(_LENGTH, "big") + data
+    return framing.frame(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> Any:
     """The next frame's value; None at the end of the input."""
     try:
-        length = int.from_bytes(await reader.readexactly(_LENGTH), "big")
+        (length,) = framing.LENGTH.unpack(await reader.readexactly(framing.LENGTH.size))
         return pickle.loads(await reader.readexactly(length))  # our own parent's frames
     except asyncio.IncompleteReadError:
         return None
